@@ -1,0 +1,242 @@
+"""Tests for audiogram validation, files, presets, interpolation and random draws."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from toolchain.audio.audiogram import (
+    AUDIOGRAM_FREQS_HZ,
+    PRESETS,
+    Audiogram,
+    AudiogramError,
+)
+
+GOOD = [20, 25, 35, 45, 50, 55, 60, 65]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _one_line(exc: pytest.ExceptionInfo[AudiogramError]) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+# ------------------------------------------------------------------ construction
+def test_valid_audiogram_normalises_to_float_tuple() -> None:
+    a = Audiogram(GOOD, name="x")  # type: ignore[arg-type]
+    assert a.thresholds_db_hl == tuple(float(v) for v in GOOD)
+    assert a.as_array().dtype == np.float32 and a.as_array().shape == (8,)
+    np.testing.assert_allclose(a.normalised(), np.array(GOOD) / 100.0, rtol=1e-6)
+    assert a.normalised().dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (GOOD[:7], ["7 thresholds", "expected 8"]),
+        (GOOD + [70], ["9 thresholds", "expected 8"]),
+        ([20, 25, 35, 45, 130, 55, 60, 65], ["3000 Hz", "130", "-10..120"]),
+        ([20, 25, -15, 45, 50, 55, 60, 65], ["1000 Hz", "-15", "-10..120"]),
+        ([20, 25, 35, float("nan"), 50, 55, 60, 65], ["2000 Hz", "nan"]),
+        ([20, 25, 35, 45, 50, float("inf"), 60, 65], ["4000 Hz", "inf"]),
+        ([20, "x", 35, 45, 50, 55, 60, 65], ["500 Hz", "'x'", "not a number"]),
+        ([True, 25, 35, 45, 50, 55, 60, 65], ["250 Hz", "True", "not a number"]),
+        ([None, 25, 35, 45, 50, 55, 60, 65], ["250 Hz", "None"]),
+        ("2025354550556065", ["sequence"]),
+    ],
+)
+def test_invalid_thresholds(values: object, words: list[str]) -> None:
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram(values)  # type: ignore[arg-type]
+    msg = _one_line(exc)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_audiogram_error_is_value_error() -> None:
+    assert issubclass(AudiogramError, ValueError)
+
+
+def test_range_limits_are_inclusive() -> None:
+    Audiogram((-10, 0, 0, 0, 0, 0, 0, 120))
+
+
+# ------------------------------------------------------------------ presets
+def test_presets_exist_and_are_valid() -> None:
+    for name in ("normal", "mild-flat", "moderate-sloping", "severe-sloping"):
+        a = Audiogram.preset(name)
+        assert a.name == name
+        assert a.thresholds_db_hl == PRESETS[name]
+    assert max(Audiogram.preset("normal").thresholds_db_hl) <= 5
+    assert all(25 <= v <= 30 for v in Audiogram.preset("mild-flat").thresholds_db_hl)
+    mod, sev = Audiogram.preset("moderate-sloping"), Audiogram.preset("severe-sloping")
+    assert np.all(np.diff(mod.as_array()) >= 0) and np.all(sev.as_array() > mod.as_array())
+
+
+def test_unknown_preset_lists_valid_names() -> None:
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.preset("terrible")
+    msg = _one_line(exc)
+    assert "terrible" in msg
+    for name in PRESETS:
+        assert name in msg
+
+
+# ------------------------------------------------------------------ JSON files
+def test_json_object_and_bare_list(tmp_path: Path) -> None:
+    p1 = _write(tmp_path / "a.json", json.dumps(
+        {"thresholds_db_hl": GOOD, "frequencies_hz": list(AUDIOGRAM_FREQS_HZ), "units": "dB HL"}))
+    p2 = _write(tmp_path / "b.json", json.dumps(GOOD))
+    assert Audiogram.from_file(p1).thresholds_db_hl == tuple(map(float, GOOD))
+    assert Audiogram.from_file(p2).thresholds_db_hl == tuple(map(float, GOOD))
+    assert Audiogram.from_file(p1).name == "a"
+
+
+def test_json_round_trip_is_atomic(tmp_path: Path) -> None:
+    a = Audiogram.preset("severe-sloping")
+    out = tmp_path / "out.json"
+    a.to_json(out)
+    assert Audiogram.from_file(out) == a
+    assert sorted(os.listdir(tmp_path)) == ["out.json"]
+    data = json.loads(out.read_text())
+    assert data["frequencies_hz"] == list(AUDIOGRAM_FREQS_HZ) and data["units"] == "dB HL"
+
+
+def test_to_json_unwritable_directory(tmp_path: Path) -> None:
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.preset("normal").to_json(tmp_path / "missing-dir" / "x.json")
+    assert "x.json" in _one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ('{"thresholds_db_hl": [20, 25, 35]}', ["bad.json", "3 thresholds", "expected 8"]),
+        ('{"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 200]}', ["bad.json", "8000 Hz", "200", "-10..120"]),
+        ('{"thresholds_db_hl": [20, 25, "loud", 45, 50, 55, 60, 65]}', ["bad.json", "1000 Hz", "not a number"]),
+        ('{"thresholds_db_hl": [20, 25, NaN, 45, 50, 55, 60, 65]}', ["bad.json", "1000 Hz", "nan"]),
+        ('{"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65',  ["bad.json", "invalid JSON"]),
+        ('{"thresholds": [20, 25, 35, 45, 50, 55, 60, 65]}', ["bad.json", "thresholds_db_hl"]),
+        ('{"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65], "units": "dB SPL"}', ["bad.json", "dB SPL", "dB HL"]),
+        ('{"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65], '
+         '"frequencies_hz": [250, 500, 1000, 2000, 3000, 4000, 6000, 7000]}',
+         ["bad.json", "7000", "250, 500, 1000, 2000, 3000, 4000, 6000, 8000"]),
+        ('{"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65], '
+         '"frequencies_hz": [500, 250, 1000, 2000, 3000, 4000, 6000, 8000]}',
+         ["bad.json", "not strictly increasing", "500, 250"]),
+        ('"hello"', ["bad.json", "str"]),
+        ("", ["bad.json", "empty"]),
+    ],
+)
+def test_bad_json_files(tmp_path: Path, content: str, words: list[str]) -> None:
+    p = _write(tmp_path / "bad.json", content)
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.from_file(p)
+    msg = _one_line(exc)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.from_file(tmp_path / "nope.json")
+    msg = _one_line(exc)
+    assert "nope.json" in msg and "not found" in msg
+
+
+def test_directory_and_binary_files(tmp_path: Path) -> None:
+    with pytest.raises(AudiogramError, match="directory"):
+        Audiogram.from_file(tmp_path)
+    p = tmp_path / "bin.json"
+    p.write_bytes(b"\xff\xfe\x00\x81garbage")
+    with pytest.raises(AudiogramError, match="bin.json"):
+        Audiogram.from_file(p)
+
+
+# ------------------------------------------------------------------ CSV files
+def _csv(freqs: tuple[int, ...] | list[int], values: list[object], header: str | None = None) -> str:
+    lines = [header] if header else []
+    lines += [f"{f},{v}" for f, v in zip(freqs, values)]
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_with_and_without_header(tmp_path: Path) -> None:
+    p1 = _write(tmp_path / "a.csv", _csv(AUDIOGRAM_FREQS_HZ, GOOD, "freq_hz,threshold_db_hl"))
+    p2 = _write(tmp_path / "b.csv", _csv(AUDIOGRAM_FREQS_HZ, GOOD))
+    p3 = _write(tmp_path / "c.txt", "# my audiogram\n\n" + _csv(AUDIOGRAM_FREQS_HZ, GOOD))
+    for p in (p1, p2, p3):
+        assert Audiogram.from_file(p).thresholds_db_hl == tuple(map(float, GOOD))
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (_csv(AUDIOGRAM_FREQS_HZ[:6], GOOD[:6]), ["bad.csv", "6 thresholds", "expected 8"]),
+        (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, 45, 50, 55, 60, 125]), ["bad.csv", "8000 Hz", "125"]),
+        (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, "abc", 50, 55, 60, 65]), ["bad.csv", "'abc'", "not a number"]),
+        (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, "nan", 50, 55, 60, 65]), ["bad.csv", "2000 Hz", "nan"]),
+        (_csv((250, 500, 750, 1000, 2000, 4000, 6000, 8000), GOOD), ["bad.csv", "750", "expected [250"]),
+        (_csv((8000, 6000, 4000, 3000, 2000, 1000, 500, 250), GOOD), ["bad.csv", "not strictly increasing"]),
+        ("250,20,5\n", ["bad.csv", "3 fields"]),
+        (_csv(AUDIOGRAM_FREQS_HZ, GOOD, "freq_hz,threshold_db_spl"), ["bad.csv", "dB HL"]),
+    ],
+)
+def test_bad_csv_files(tmp_path: Path, content: str, words: list[str]) -> None:
+    p = _write(tmp_path / "bad.csv", content)
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.from_file(p)
+    msg = _one_line(exc)
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+# ------------------------------------------------------------------ interpolation
+def test_interpolation_hits_thresholds_at_audiogram_freqs() -> None:
+    a = Audiogram.preset("moderate-sloping")
+    np.testing.assert_allclose(a.at_frequencies(AUDIOGRAM_FREQS_HZ), a.thresholds_db_hl)
+
+
+def test_interpolation_is_log_frequency_and_flat_outside() -> None:
+    a = Audiogram((0, 10, 20, 30, 40, 50, 60, 70))
+    # Geometric mean of 250 and 500 Hz lies half-way in log frequency.
+    assert a.at_frequencies([np.sqrt(250 * 500)])[0] == pytest.approx(5.0)
+    # 2000..3000 Hz: log2 interpolation, not linear in Hz.
+    f = 2000 * 2 ** (0.5 * np.log2(1.5))
+    assert a.at_frequencies([f])[0] == pytest.approx(35.0)
+    np.testing.assert_allclose(a.at_frequencies([20, 100, 10000, 20000]), [0, 0, 70, 70])
+    with pytest.raises(AudiogramError):
+        a.at_frequencies([0.0])
+
+
+# ------------------------------------------------------------------ random draws
+def test_random_audiograms_are_valid_varied_and_deterministic() -> None:
+    rng = np.random.default_rng(123)
+    draws = [Audiogram.random(rng) for _ in range(300)]
+    arr = np.stack([d.as_array() for d in draws])
+    assert arr.min() >= 0 and arr.max() <= 100
+    shapes = {d.name for d in draws}
+    assert {"random-normal", "random-flat", "random-sloping", "random-notch"} <= shapes
+    assert arr.mean(axis=1).std() > 10  # a real spread of severities
+    # On average thresholds rise with frequency (monotone-ish population).
+    assert np.mean(arr[:, -1] - arr[:, 0]) > 5
+    again = [Audiogram.random(np.random.default_rng(123)) for _ in range(1)]
+    assert again[0] == draws[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_random_always_validates(seed: int) -> None:
+    a = Audiogram.random(np.random.default_rng(seed))
+    assert len(a.thresholds_db_hl) == 8
+    assert all(0.0 <= v <= 100.0 for v in a.thresholds_db_hl)

@@ -1,0 +1,209 @@
+"""Torch step graph → Keras (NWC) step graph → fp32 and full-integer int8 TFLite.
+
+The only module that imports TensorFlow. The Keras graph is generated from the torch model's
+own traced graph (:class:`toolchain.models.streaming.StreamingGraph`): one translator per layer
+type in :data:`MODULE_TRANSLATORS` / :data:`FUNCTION_TRANSLATORS`, weights copied from torch.
+Layout is NHWC with H = 1: the block is ``x: (1, 1, block, 1)`` and each stateful leaf becomes
+a state input ``state_in_NN`` (its last ``context`` input frames, ``(1, 1, frames, channels)``) and a state output ``state_out_NN`` computed inside the graph, so the
+step function ``y, state' = f(x, state)`` is explicit in the file.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf  # noqa: E402
+
+
+def state_names(i: int) -> tuple[str, str]:
+    """Signature names of the i-th state input/output pair."""
+    return f"state_in_{i:02d}", f"state_out_{i:02d}"
+
+
+class _StateBook:
+    """Creates the state inputs/outputs while the graph is translated, in slot order."""
+
+    def __init__(self, graph: StreamingGraph) -> None:
+        self.index = {s.name: i for i, s in enumerate(graph.slots)}
+        self.inputs: dict[int, Any] = {}
+        self.outputs: dict[int, Any] = {}
+        for i, s in enumerate(graph.slots):
+            self.inputs[i] = keras.Input(shape=(1, s.frames, s.channels), batch_size=1, name=state_names(i)[0])
+
+    def ordered_inputs(self) -> list[Any]:
+        return [self.inputs[i] for i in sorted(self.inputs)]
+
+
+def _with_history(name: str, leaf: StreamingLeaf, h: Any, book: _StateBook) -> Any:
+    """Concatenate the state in front of the block and emit the new state (last ``context`` frames)."""
+    if leaf.context == 0:
+        return h
+    i = book.index[name]
+    full = keras.layers.Concatenate(axis=2, name=f"{name}.history")([book.inputs[i], h])
+    book.outputs[i] = full[:, :, -leaf.context:, :]
+    return full
+
+
+def _conv_layer(name: str, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, dilation: int) -> keras.layers.Conv2D:
+    # Conv2D over (1, 1, time, channels): TFLite has no 1-D conv, and a Keras Conv1D's
+    # expand/squeeze pair trips the converter's bias-add fusion; one layout end to end is simpler.
+    out_ch, in_ch, k = weight.shape
+    layer = keras.layers.Conv2D(out_ch, (1, k), strides=(1, stride), dilation_rate=(1, dilation), padding="valid",
+                                use_bias=bias is not None, name=name)
+    layer.build((1, 1, None, in_ch))
+    w = weight.detach().cpu().numpy().transpose(2, 1, 0)[None]  # torch (O, I, K) → keras (1, K, I, O)
+    layer.set_weights([w] if bias is None else [w, bias.detach().cpu().numpy()])
+    return layer
+
+
+def translate_causal_conv(name: str, leaf: CausalConv1d, args: tuple, book: _StateBook) -> Any:
+    if len(args) > 1 and args[1] is not None:
+        raise ValueError(f"{name}: FiLM conditioning must be folded (fit the model) before export")
+    conv = leaf.conv
+    full = _with_history(name, leaf, args[0], book)
+    return _conv_layer(name, conv.weight, conv.bias, conv.stride[0], conv.dilation[0])(full)
+
+
+def translate_conv_transpose(name: str, leaf: CausalConvTranspose1d, args: tuple, book: _StateBook) -> Any:
+    full = _with_history(name, leaf, args[0], book)
+    w, b = leaf.equivalent_conv()
+    y = _conv_layer(name, w, b, 1, 1)(full)                       # (1, 1, L, s * C_out)
+    frames = y.shape[2]
+    # A static shape: Keras' Reshape layer reads the batch size at run time (SHAPE + PACK ops).
+    return keras.ops.reshape(y, (1, 1, frames * leaf.stride, leaf.out_channels))
+
+
+def translate_elu(name: str, mod: nn.ELU, args: tuple, book: _StateBook) -> Any:
+    if mod.alpha != 1.0:
+        raise ValueError(f"{name}: only ELU(alpha=1) has an int8 TFLite kernel")
+    return keras.layers.ELU(name=name)(args[0])
+
+
+def translate_prelu(name: str, mod: nn.PReLU, args: tuple, book: _StateBook) -> Any:
+    layer = keras.layers.PReLU(shared_axes=[1, 2], name=name)
+    channels = args[0].shape[-1]
+    layer.build((1, 1, None, channels))
+    alpha = mod.weight.detach().cpu().numpy().astype(np.float32)
+    layer.set_weights([np.broadcast_to(alpha, (channels,)).reshape(1, 1, channels).copy()])
+    return layer(args[0])
+
+
+def translate_leaky_relu(name: str, mod: nn.LeakyReLU, args: tuple, book: _StateBook) -> Any:
+    return keras.layers.LeakyReLU(negative_slope=mod.negative_slope, name=name)(args[0])
+
+
+def translate_add(name: str, args: tuple) -> Any:
+    return keras.layers.Add(name=name)(list(args))
+
+
+MODULE_TRANSLATORS: dict[type, Callable[..., Any]] = {
+    CausalConv1d: translate_causal_conv,
+    CausalConvTranspose1d: translate_conv_transpose,
+    nn.ELU: translate_elu,
+    nn.PReLU: translate_prelu,
+    nn.LeakyReLU: translate_leaky_relu,
+}
+FUNCTION_TRANSLATORS: dict[Callable, Callable[..., Any]] = {operator.add: translate_add, torch.add: translate_add}
+_IGNORED = {"_assert_is_none"}
+
+
+def build_keras_step(graph: StreamingGraph, block: int) -> keras.Model:
+    """Keras functional model ``[x, state_in_00, ...] → [y, state_out_00, ...]`` (batch 1, NWC)."""
+    book = _StateBook(graph)
+    env: dict[str, Any] = {}
+    x_in = keras.Input(shape=(1, block, 1), batch_size=1, name="x")
+    first_placeholder = True
+    result = None
+    for node in graph.gm.graph.nodes:
+        args = tuple(env.get(a.name) if isinstance(a, torch.fx.Node) else a for a in node.args)
+        if node.op == "placeholder":
+            env[node.name] = x_in if first_placeholder else None
+            first_placeholder = False
+        elif node.op == "call_module":
+            mod = graph.gm.get_submodule(node.target)
+            fn = MODULE_TRANSLATORS.get(type(mod))
+            if fn is None:
+                raise NotImplementedError(f"no Keras translator for layer {node.target} ({type(mod).__name__})")
+            env[node.name] = fn(node.target, mod, args, book)
+        elif node.op == "call_function":
+            if getattr(node.target, "__name__", "") in _IGNORED:
+                continue
+            fn = FUNCTION_TRANSLATORS.get(node.target)
+            if fn is None:
+                raise NotImplementedError(f"no Keras translator for function {node.target}")
+            env[node.name] = fn(node.name, args)
+        elif node.op == "output":
+            result = env[node.args[0].name]
+        else:
+            raise NotImplementedError(f"graph node {node.op} {node.target} is not supported by the exporter")
+    outputs = {"y": result}
+    for i in sorted(book.outputs):
+        outputs[state_names(i)[1]] = book.outputs[i]
+    return keras.Model(inputs=[x_in, *book.ordered_inputs()], outputs=outputs, name="step")
+
+
+def run_keras_step(model: keras.Model, x_nwc: np.ndarray, states_nwc: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    out = model([x_nwc, *states_nwc], training=False)
+    states = [np.asarray(out[state_names(i)[1]]) for i in range(len(states_nwc))]
+    return np.asarray(out["y"]), states
+
+
+@dataclass(frozen=True)
+class TFLiteArtifacts:
+    fp32: bytes
+    int8: bytes
+
+
+def convert(model: keras.Model, n_states: int,
+            representative: Callable[[], Iterable[list[np.ndarray]]] | None, *, int16x8: bool = False) -> TFLiteArtifacts:
+    """fp32 TFLite, and full-integer int8 (int8 I/O, int8 activations, int8 weights, int32 bias).
+
+    ``representative`` yields ``[x, state_0, ...]`` NHWC float arrays from real streaming, so
+    state inputs get the quantisation ranges they will see on the device.
+    """
+    import tempfile
+
+    # Through Keras' own SavedModel export: the converter then freezes the variables
+    # (a bare concrete function keeps them as resource variables the calibrator cannot read).
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False)
+        return _convert_saved(tmp, n_states, representative, int16x8)
+
+
+def _convert_saved(saved: str, n_states: int, representative, int16x8: bool) -> TFLiteArtifacts:
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved)
+    fp32 = conv.convert()
+    int8 = b""
+    if representative is not None:
+        conv = tf.lite.TFLiteConverter.from_saved_model(saved)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if int16x8:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            io_type = tf.int16
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            io_type = tf.int8
+        conv.inference_input_type = io_type
+        conv.inference_output_type = io_type
+        names = ["x", *[state_names(i)[0] for i in range(n_states)]]
+
+        def gen() -> Iterator[dict[str, np.ndarray]]:
+            for arrays in representative():
+                yield {n: a.astype(np.float32) for n, a in zip(names, arrays)}
+
+        conv.representative_dataset = gen
+        int8 = conv.convert()
+    return TFLiteArtifacts(fp32=fp32, int8=int8)
