@@ -113,6 +113,10 @@ def write_wav_atomic(
             sf.write(fh, a, int(sample_rate), subtype=subtype, format=fmt)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, p)
         tmp_name = None
     except OSError as exc:

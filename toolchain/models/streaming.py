@@ -193,6 +193,38 @@ class StreamingGraph:
     def init_state(self, batch: int = 1, dtype: torch.dtype = torch.float32, device: Any = None) -> list[Tensor]:
         return [torch.zeros(batch, s.channels, s.frames, dtype=dtype, device=device) for s in self.slots]
 
+    @torch.no_grad()
+    def states_at(self, x: Tensor, block: int, starts: list[int] | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Blocks of ``x`` and the streaming state at their starts, from ONE offline forward.
+
+        ``x`` is ``(1, 1, n)``. Returns ``(blocks (K, 1, block), [state (K, C, frames) per slot])``
+        for block indices ``starts`` (default: all). Equal to what streaming would hold there
+        (tested), but vectorised: calibration needs thousands of states and streaming them one
+        block at a time through Python costs minutes.
+        """
+        n = x.shape[-1]
+        if x.shape[0] != 1 or n % block:
+            raise ValueError(f"x must be (1, 1, n) with n a multiple of {block}")
+        starts = list(range(n // block)) if starts is None else list(starts)
+        captured: dict[str, Tensor] = {}
+        hooks = [self.gm.get_submodule(s.name).register_forward_hook(
+            lambda mod, inp, out, name=s.name: captured.__setitem__(name, inp[0])) for s in self.slots]
+        try:
+            self.gm(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        idx = torch.as_tensor(starts, dtype=torch.long) * block
+        blocks = x[0, 0].unfold(0, block, block)[torch.as_tensor(starts)].unsqueeze(1)
+        states = []
+        for s in self.slots:
+            inp = captured[s.name][0]                       # (C, L_leaf)
+            frames_before = idx * inp.shape[-1] // n        # leaf frames before each block start
+            padded = F.pad(inp, (s.frames, 0))
+            gather = frames_before[:, None] + torch.arange(s.frames)[None, :]   # (K, frames)
+            states.append(padded[:, gather].permute(1, 0, 2).contiguous())    # (K, C, frames)
+        return blocks, states
+
     def step(self, x: Tensor, states: list[Tensor], *args: Any) -> tuple[Tensor, list[Tensor]]:
         if len(states) != len(self.slots):
             raise ValueError(f"expected {len(self.slots)} state tensors, got {len(states)}")

@@ -1,0 +1,93 @@
+/*
+ * hx_fixedpoint.h - fixed-point requantisation shared by the ref and opt kernels (internal).
+ *
+ * Bit-exact scalar forms of the three rounding schemes of hx_rounding (hx_types.h). The numpy
+ * twins are in toolchain/export/numpy_ref.py (requantize). Assumes two's complement integers and
+ * arithmetic right shifts of negative values (checked at compile time below), as every
+ * compiler this project targets provides.
+ */
+#ifndef HX_FIXEDPOINT_H
+#define HX_FIXEDPOINT_H
+
+#include <stdint.h>
+
+#include "hx/hx_types.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HX_INLINE static __inline__ __attribute__((always_inline))
+#else
+#define HX_INLINE static
+#endif
+
+/* Compile-time checks of the integer model the kernels rely on. */
+typedef char hx_check_arithmetic_shift[((-8) >> 1) == -4 ? 1 : -1];
+typedef char hx_check_arithmetic_shift64[(((int64_t)-8) >> 1) == -4 ? 1 : -1];
+
+/* uint32 -> int32 by two's complement (no implementation-defined conversion). */
+HX_INLINE int32_t hx_u32_to_i32(uint32_t u) {
+    return u <= 0x7fffffffu ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
+}
+
+/* x * 2^n wrapped to int32 (n in [0, 31]), as TFLite's x * (1 << n) behaves on every target. */
+HX_INLINE int32_t hx_shl32(int32_t x, int n) {
+    return hx_u32_to_i32((uint32_t)x << n);
+}
+
+/* gemmlowp SaturatingRoundingDoublingHighMul for b >= 0 (every multiplier here is): gemmlowp's
+ * nudge-then-truncate is exactly floor(a*b / 2^31 + 1/2) (round half up) once the a == b == INT32_MIN
+ * saturation case is excluded, which b >= 0 does. */
+HX_INLINE int32_t hx_srdhm(int32_t a, int32_t b) {
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero, e in [0, 31]. Branch-free:
+ * for e >= 1 it is floor((x + 2^(e-1) - [x < 0]) / 2^e). */
+HX_INLINE int32_t hx_rdbpot(int32_t x, int e) {
+    const int64_t half = ((int64_t)1 << e) >> 1;
+    const int64_t fix = (x < 0 && e > 0) ? 1 : 0;
+    return (int32_t)(((int64_t)x + half - fix) >> e);
+}
+
+/* x / 2^e rounded half up, e in [0, 31]. */
+HX_INLINE int32_t hx_rshift_up(int32_t x, int e) {
+    return (int32_t)(((int64_t)x + (((int64_t)1 << e) >> 1)) >> e);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier (double rounding: half up, then half away from zero);
+ * m >= 0, e in [-31, 30]. */
+HX_INLINE int32_t hx_mbqm(int32_t x, int32_t m, int32_t e) {
+    const int left = e > 0 ? (int)e : 0;
+    const int right = e > 0 ? 0 : (int)-e;
+    return hx_rdbpot(hx_srdhm(hx_shl32(x, left), m), right);
+}
+
+/* ruy x86 AVX2/AVX-512: two roundings, both half up. */
+HX_INLINE int32_t hx_requant_double_up(int32_t x, int32_t m, int32_t e) {
+    const int left = e > 0 ? (int)e : 0;
+    const int right = e > 0 ? 0 : (int)-e;
+    return hx_rshift_up(hx_srdhm(hx_shl32(x, left), m), right);
+}
+
+/* ruy reference / NEON: one rounding, half up. */
+HX_INLINE int32_t hx_requant_single_up(int32_t x, int32_t m, int32_t e) {
+    const int left = e > 0 ? (int)e : 0;
+    const int total = 31 + (e > 0 ? 0 : (int)-e);
+    return (int32_t)(((int64_t)hx_shl32(x, left) * (int64_t)m + ((int64_t)1 << (total - 1))) >> total);
+}
+
+/* Requantise an accumulator with the given hx_rounding mode. */
+HX_INLINE int32_t hx_requant(int32_t x, int32_t m, int32_t e, uint32_t mode) {
+    if (mode == HX_ROUND_DOUBLE_UP) {
+        return hx_requant_double_up(x, m, e);
+    }
+    if (mode == HX_ROUND_SINGLE_UP) {
+        return hx_requant_single_up(x, m, e);
+    }
+    return hx_mbqm(x, m, e);
+}
+
+HX_INLINE int32_t hx_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+#endif /* HX_FIXEDPOINT_H */

@@ -1,0 +1,128 @@
+/*
+ * hx.h - the public API of the hx int8 streaming kernel (C99).
+ *
+ * A model is a blob written by toolchain/export/ckernel.py (tflite_to_blob): the op schedule,
+ * tensor placement and weights of an int8 TFLite step graph y, state' = f(x, state). The kernel
+ * computes exactly what the LiteRT int8 interpreter computes for that graph (see hx_rounding).
+ *
+ * Memory: the caller owns everything. Ask hx_model_state_size for the arena size, hand an arena
+ * of at least that many bytes (any alignment) to hx_model_init, keep the blob and the arena alive
+ * while the model is used. No function allocates, uses libm or does I/O; none keeps global state,
+ * so models are independent (one model must not be used from two threads at once).
+ *
+ *   size_t need;  hx_model m;
+ *   hx_model_state_size(blob, blob_len, &need);            // validates the blob
+ *   hx_model_init(&m, blob, blob_len, arena, need);        // state reset to "silence"
+ *   hx_model_process(&m, in_q, out_q, n);                  // n a multiple of hx_model_block(&m)
+ *
+ * The HX_CDEF_BEGIN/END section is the cffi cdef of the host build: declarations only.
+ */
+#ifndef HX_H
+#define HX_H
+
+#include "hx_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* HX_CDEF_BEGIN */
+
+/* ---- model ------------------------------------------------------------------------------ */
+
+/* Validate a blob (magic, version, lengths, checksum, every size, offset and id) and report the
+ * arena bytes hx_model_init needs in *arena_bytes (state + activations + decoded ops + slack).
+ * Returns HX_OK, or the first problem found (*arena_bytes is then 0). */
+hx_status hx_model_state_size(const uint8_t *blob, size_t blob_len, size_t *arena_bytes);
+
+/* Set up *model over blob and arena. The blob is validated as by hx_model_state_size; arena_len must
+ * be at least that size. Before: model is any memory, arena any contents. After HX_OK: the arena holds
+ * the decoded schedule and a reset state, model->live == HX_MODEL_LIVE. On error model->live is 0 and
+ * the arena contents are unspecified. */
+hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, void *arena, size_t arena_len);
+
+/* Stream n samples: n / block steps, each reading block samples of in_q and writing block samples
+ * of out_q, carrying the state in the arena from step to step (and from call to call).
+ * in_q: n int8 samples in the input quantisation (hx_model_input_quant); not modified.
+ * out_q: n int8 samples written, output quantisation; may not overlap in_q unless equal to it.
+ * n == 0 is a no-op. Returns HX_E_BAD_LENGTH (nothing processed) if n % block != 0. */
+hx_status hx_model_process(hx_model *model, const int8_t *in_q, int8_t *out_q, size_t n);
+
+/* Reset the state to silence: every state element set to its tensor's zero point (a real 0.0). */
+hx_status hx_model_reset(hx_model *model);
+
+/* Samples per step. 0 if the model is not initialised. */
+uint32_t hx_model_block(const hx_model *model);
+
+/* Quantisation of the input / output samples. HX_E_NOT_INITIALIZED leaves *q untouched. */
+hx_status hx_model_input_quant(const hx_model *model, hx_quant *q);
+hx_status hx_model_output_quant(const hx_model *model, hx_quant *q);
+
+/* Bytes of a state snapshot (0 if the model is not initialised). */
+size_t hx_model_state_bytes(const hx_model *model);
+
+/* Copy the state into buf (len must equal hx_model_state_bytes) / restore it from buf. The bytes are
+ * the int8 state tensors at their arena offsets (padding bytes are zero); a snapshot is only
+ * meaningful for the same blob. */
+hx_status hx_model_get_state(const hx_model *model, uint8_t *buf, size_t len);
+hx_status hx_model_set_state(hx_model *model, const uint8_t *buf, size_t len);
+
+/* "ref" or "neon": the kernel set this library was built with (HX_ARCH). */
+const char *hx_arch(void);
+
+/* Human-readable name of a status code ("HX_OK", "HX_E_CHECKSUM", ...). */
+const char *hx_status_str(hx_status status);
+
+/* ---- kernels (one per file in csrc/ref and csrc/opt/<arch>) ------------------------------ */
+/* Kernels trust their parameters (hx_model_init validates them); buffers follow hx_types.h layout. */
+
+/* Fold the input zero point into the bias: bias_eff[o] = bias[o] - input_zp * sum_{k,i} w[o,k,i]
+ * (bias may be NULL for zeros). Returns HX_E_UNSUPPORTED if a folded bias or the accumulator bound
+ * leaves the range where int32 accumulation is exact (|bias_eff| < 2^30, K*C_in <= 65536). */
+hx_status hx_conv_fold_bias(const hx_conv_params *params, const int8_t *weights, const int32_t *bias,
+                            int32_t *bias_eff);
+
+/* 1-D VALID convolution. in: in_frames x in_channels; weights: out_channels x kernel x in_channels;
+ * bias_eff/multiplier/shift: out_channels int32 each (shift in [-31, 30]); out: out_frames x
+ * out_channels, must not overlap in. */
+void hx_conv_s8(const hx_conv_params *params, const int8_t *in, const int8_t *weights, const int32_t *bias_eff,
+                const int32_t *multiplier, const int32_t *shift, int8_t *out);
+
+/* PRELU computed arithmetically (the reference; hx_model_init uses it to build the tables below).
+ * in/out: frames x channels (out may equal in); alpha: alpha_count bytes. */
+void hx_prelu_s8(const hx_prelu_params *params, const int8_t *in, const int8_t *alpha, int8_t *out);
+
+/* Lookup tables equivalent to hx_prelu_s8: one 256-byte table per distinct alpha value (indexed by the
+ * input byte as uint8), table_index[c] = the table of channel c (params->channels bytes).
+ * tables must hold hx_prelu_table_count(params, alpha) * 256 bytes. Returns the table count. */
+uint32_t hx_prelu_table_count(const hx_prelu_params *params, const int8_t *alpha);
+uint32_t hx_prelu_make_tables(const hx_prelu_params *params, const int8_t *alpha, int8_t *tables,
+                              uint8_t *table_index);
+
+/* Per-channel table lookup: out[f, c] = tables[table_index[c] * 256 + (uint8_t)in[f, c]]
+ * (out may equal in). */
+void hx_lut_s8(uint32_t frames, uint32_t channels, const int8_t *tables, const uint8_t *table_index,
+               const int8_t *in, int8_t *out);
+
+/* The per-input halves of ADD: table1[(uint8_t)q] = mbqm((q - input1_zp) << left_shift, multiplier1, shift1),
+ * table2 likewise (256 int32 each). */
+void hx_add_make_tables(const hx_add_params *params, int32_t *table1, int32_t *table2);
+
+/* ADD of two equally shaped tensors with the tables of hx_add_make_tables (out may equal in1 or in2):
+ * out = clamp(mbqm(table1[in1] + table2[in2], multiplier_out, shift_out) + output_zp). */
+void hx_add_s8(const hx_add_params *params, const int32_t *table1, const int32_t *table2, const int8_t *in1,
+               const int8_t *in2, int8_t *out);
+
+/* Concatenate n_inputs byte ranges (inputs[i], bytes[i]) into out, in order (time axis). */
+void hx_concat_s8(const int8_t *const *inputs, const uint32_t *bytes, uint32_t n_inputs, int8_t *out);
+
+/* Copy bytes bytes starting at in + offset into out (a slice along time). */
+void hx_slice_s8(const int8_t *in, uint32_t offset, uint32_t bytes, int8_t *out);
+
+/* HX_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HX_H */

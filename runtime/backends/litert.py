@@ -1,0 +1,93 @@
+"""LiteRT (``ai-edge-litert``) backend: runs the bundle's TFLite step graph block by block."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from runtime.backends.base import BackendError, dequantize, quantize
+
+
+class LiteRTBackend:
+    """A TFLite step graph ``(x, state_in_NN...) → (y, state_out_NN...)`` under the LiteRT interpreter.
+
+    ``reference_kernels=True`` runs TFLite's built-in reference kernels without the default
+    XNNPACK delegate (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``): the arithmetic the
+    C kernel reproduces bit for bit.
+    """
+
+    name = "litert"
+
+    def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int = 1, reference_kernels: bool = False) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise BackendError(f"the litert backend needs ai-edge-litert ({e}); pip install ai-edge-litert") from None
+        kwargs = {"num_threads": num_threads}
+        if reference_kernels:
+            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            if isinstance(model, (bytes, bytearray)):
+                self._interp = Interpreter(model_content=bytes(model), **kwargs)
+            else:
+                self._interp = Interpreter(model_path=os.fspath(model), **kwargs)
+        except (ValueError, RuntimeError) as e:
+            raise BackendError(f"LiteRT could not load the model: {str(e).splitlines()[0]}") from None
+        self._run = self._interp.get_signature_runner()
+        ins, outs = self._run.get_input_details(), self._run.get_output_details()
+        if "x" not in ins or "y" not in outs:
+            raise BackendError("the TFLite model has no x → y step signature")
+        self._x, self._y = ins["x"], outs["y"]
+        self.block = int(np.prod(self._x["shape"]))
+        self.state_pairs = sorted((k, k.replace("state_in_", "state_out_")) for k in ins if k.startswith("state_in_"))
+        for si, so in self.state_pairs:
+            if so not in outs:
+                raise BackendError(f"state input {si} has no matching output {so}")
+        self._ins, self._outs = ins, outs
+        self.integer = np.issubdtype(self._x["dtype"], np.integer)
+        self.reset()
+
+    @staticmethod
+    def _qp(detail: dict) -> tuple[float, int]:
+        scale, zp = detail["quantization"]
+        return float(scale), int(zp)
+
+    def reset(self) -> None:
+        self._state = {}
+        for si, _ in self.state_pairs:
+            d = self._ins[si]
+            fill = self._qp(d)[1] if np.issubdtype(d["dtype"], np.integer) else 0
+            self._state[si] = np.full(d["shape"], fill, dtype=d["dtype"])
+
+    def process_raw(self, xq: np.ndarray) -> np.ndarray:
+        """One block in the graph's own input dtype (int8 for the int8 graph); returns the raw output."""
+        out = self._run(x=xq.reshape(self._x["shape"]).astype(self._x["dtype"], copy=False), **self._state)
+        for si, so in self.state_pairs:
+            self._state[si] = out[so]
+        return out["y"].reshape(-1)
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        if self.integer:
+            s, z = self._qp(self._x)
+            y = self.process_raw(quantize(x, s, z, self._x["dtype"]))
+            return dequantize(y, *self._qp(self._y))
+        return self.process_raw(np.asarray(x, np.float32)).astype(np.float32)
+
+    @property
+    def input_quant(self) -> tuple[float, int]:
+        return self._qp(self._x)
+
+    @property
+    def output_quant(self) -> tuple[float, int]:
+        return self._qp(self._y)
+
+    def get_state(self) -> list[np.ndarray]:
+        return [self._state[si].copy() for si, _ in self.state_pairs]
+
+    def set_state(self, state: Sequence[np.ndarray]) -> None:
+        if len(state) != len(self.state_pairs):
+            raise BackendError(f"expected {len(self.state_pairs)} state arrays, got {len(state)}")
+        for (si, _), s in zip(self.state_pairs, state):
+            self._state[si] = np.array(s, dtype=self._ins[si]["dtype"]).reshape(self._ins[si]["shape"])

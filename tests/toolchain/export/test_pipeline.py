@@ -1,0 +1,97 @@
+"""The exported bundle: manifest figures are measured, latency by impulse, refusal of tampering."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from runtime.backends.litert import LiteRTBackend
+from runtime.bundle import BundleError, load_bundle
+from tests.conftest import run_toolchain
+from toolchain.export.pipeline import impulse_latency
+
+
+def test_manifest_has_the_design_fields(default_bundle):
+    d = json.loads((default_bundle / "manifest.json").read_text())
+    for key in ("format_version", "model", "target", "sample_rate", "block", "algorithmic_latency_samples",
+                "audiogram", "graphs", "files", "metrics", "toolchain_version"):
+        assert key in d, key
+    assert d["target"] == "rpi4" and d["block"] == 16 and d["sample_rate"] == 16000
+    assert set(d["files"]) >= {"model_int8.tflite", "model_fp32.tflite", "model.onnx"}
+    for key in ("int8_vs_fp32_snr_db", "parameters", "int8_bytes", "macs_per_second", "export_seconds"):
+        assert key in d["metrics"], key
+    assert d["metrics"]["int8_vs_fp32_snr_db"] >= 30.0
+    assert d["audiogram"]["thresholds_db_hl"] == [20, 25, 35, 45, 50, 55, 60, 65]
+
+
+@pytest.mark.parametrize("graph", ["int8", "fp32"])
+def test_latency_by_impulse_equals_manifest(default_bundle, graph):
+    b = load_bundle(default_bundle)
+    measured = impulse_latency(LiteRTBackend(b.graph_file(graph)))
+    assert measured == b.manifest.algorithmic_latency_samples == 16
+
+
+def test_latency_probe_sees_a_delay():
+    """The impulse probe is not blind: a backend that delays by 5 samples measures block + 5."""
+
+    class Delayed:
+        block = 16
+
+        def reset(self):
+            self.buf = np.zeros(5, np.float32)
+
+        def process(self, x):
+            full = np.concatenate([self.buf, x])
+            self.buf = full[-5:]
+            return full[:16]
+
+    assert impulse_latency(Delayed()) == 21
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("name", ["model_int8.tflite", "model_fp32.tflite", "model.onnx", "manifest.json"])
+def test_a_changed_byte_is_refused(default_bundle, tmp_path, name):
+    b = _copy(default_bundle, tmp_path)
+    data = bytearray((b / name).read_bytes())
+    i = len(data) // 2
+    data[i] = (data[i] + 1) % 256 if name != "manifest.json" else data[i]
+    if name == "manifest.json":  # change a number, keep valid JSON
+        d = json.loads(data)
+        d["output_limit"] = 0.99
+        data = bytearray(json.dumps(d).encode())
+    (b / name).write_bytes(bytes(data))
+    with pytest.raises(BundleError) as e:
+        load_bundle(b)
+    msg = str(e.value)
+    assert name in msg and "\n" not in msg
+    r = run_toolchain("inspect", str(b))
+    assert r.returncode == 2 and name in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_a_missing_file_is_refused(default_bundle, tmp_path):
+    b = _copy(default_bundle, tmp_path)
+    (b / "model.onnx").unlink()
+    r = run_toolchain("inspect", str(b))
+    assert r.returncode == 2 and "model.onnx" in r.stderr and "missing" in r.stderr
+
+
+def test_a_wrong_format_version_is_refused(default_bundle, tmp_path):
+    b = _copy(default_bundle, tmp_path)
+    d = json.loads((b / "manifest.json").read_text())
+    d["format_version"] = 0
+    (b / "manifest.json").write_text(json.dumps(d))
+    r = run_toolchain("inspect", str(b))
+    assert r.returncode == 2 and "manifest.json" in r.stderr and "format_version" in r.stderr
+
+
+def test_inspect_prints_the_manifest(default_bundle):
+    r = run_toolchain("inspect", str(default_bundle))
+    assert r.returncode == 0, r.stderr
+    for word in ("rpi4", "state_in_00", "int8_vs_fp32_snr_db", "model_int8.tflite", "moderate-sloping"):
+        assert word in r.stdout

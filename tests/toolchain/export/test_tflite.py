@@ -1,0 +1,100 @@
+"""Keras rebuild == torch; the int8 TFLite graph is full-integer, streams with state and stays near fp32."""
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.backends.litert import LiteRTBackend
+from runtime.bundle import load_bundle
+from tests.helpers import MODERATE, randomised_seanet, speech_clip
+from toolchain.export.pipeline import snr_db, stream
+from toolchain.models.seanet import load_seanet
+
+
+@pytest.fixture(scope="module")
+def speech():
+    x = speech_clip("test", 1, seconds=1.0)
+    return x[: len(x) // 16 * 16]
+
+
+def test_keras_rebuild_equals_torch(speech):
+    from toolchain.export.tflite import build_keras_step, run_keras_step
+
+    g = randomised_seanet(2).fit(MODERATE).streaming()
+    km = build_keras_step(g, 16)
+    clip = speech[: 16 * 150]
+    with torch.no_grad():
+        ref = g.gm(torch.from_numpy(clip).reshape(1, 1, -1)).numpy().ravel()
+    state = [np.zeros((1, 1, s.frames, s.channels), np.float32) for s in g.slots]
+    ys = []
+    for i in range(0, len(clip), 16):
+        y, state = run_keras_step(km, clip[i:i + 16].reshape(1, 1, 16, 1), state)
+        ys.append(y.ravel())
+    assert np.max(np.abs(np.concatenate(ys) - ref)) <= 1e-4
+
+
+def test_keras_translator_refuses_unknown_layers():
+    from torch import nn
+
+    from toolchain.export.tflite import build_keras_step
+    from toolchain.models.streaming import CausalConv1d, StreamingGraph
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = CausalConv1d(1, 2, 3)
+            self.act = nn.GELU()
+
+        def forward(self, x):
+            return self.act(self.c(x))
+
+    with pytest.raises(NotImplementedError, match="no Keras translator for layer act"):
+        build_keras_step(StreamingGraph(Odd()), 16)
+
+
+def _reference(bundle, x):
+    """The fp32 torch model the bundle was exported from, fitted to the bundle's audiogram."""
+    from toolchain.export.pipeline import DEFAULT_CHECKPOINT
+
+    audiogram = bundle.manifest.audiogram["thresholds_db_hl"]
+    g = load_seanet(str(DEFAULT_CHECKPOINT)).fit(audiogram).streaming()
+    with torch.no_grad():
+        return g.gm(torch.from_numpy(x).reshape(1, 1, -1)).numpy().ravel()
+
+
+def test_int8_graph_is_full_integer(default_bundle):
+    from ai_edge_litert.interpreter import Interpreter
+
+    b = load_bundle(default_bundle)
+    it = Interpreter(model_path=str(b.graph_file("int8")))
+    dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    assert ops
+    for op in ops:
+        used = {dtypes[i] for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0}
+        assert used <= {"int8", "int32"}, (op["op_name"], used)
+    names = {op["op_name"] for op in ops}
+    assert "CONV_2D" in names and "QUANTIZE" not in names and "DEQUANTIZE" not in names
+    g = b.manifest.graph("int8")
+    ins = {t.name: t for t in g.inputs}
+    outs = {t.name: t for t in g.outputs}
+    assert ins["x"].dtype == "int8" and outs["y"].dtype == "int8"
+    for pair in g.states:  # state outputs feed straight back: same quantisation
+        assert (ins[pair.input].scale, ins[pair.input].zero_point) == (outs[pair.output].scale, outs[pair.output].zero_point)
+
+
+def test_int8_streaming_snr_vs_fp32_on_unseen_speech(default_bundle):
+    b = load_bundle(default_bundle)
+    backend = LiteRTBackend(b.graph_file("int8"))
+    # test split: sentences and voices the calibration (calib split) never used
+    xs = [speech_clip("test", i, seconds=2.0) for i in (2, 3, 4)]
+    y8 = np.concatenate([stream(backend, x) for x in xs])
+    ref = np.concatenate([_reference(b, x) for x in xs])
+    snr = snr_db(ref, y8)
+    assert snr >= 30.0, snr
+
+
+def test_fp32_tflite_equals_torch(default_bundle, speech):
+    b = load_bundle(default_bundle)
+    y = stream(LiteRTBackend(b.graph_file("fp32")), speech)
+    assert np.max(np.abs(y - _reference(b, speech))) <= 1e-4

@@ -1,0 +1,99 @@
+"""CLI: help, targets, the demo path, and one-line errors with exit code 2 for user mistakes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import REPO, run_toolchain
+
+DEMO = REPO / "toolchain" / "assets" / "demo_speech.wav"
+
+
+def test_help_explains_every_subcommand():
+    r = run_toolchain("--help")
+    assert r.returncode == 0
+    for cmd in ("targets", "export", "inspect", "run"):
+        assert cmd in r.stdout
+    r = run_toolchain("export", "--help")
+    assert r.returncode == 0 and "--audiogram" in r.stdout and "--preset" in r.stdout
+
+
+def test_targets_lists_the_boards():
+    r = run_toolchain("targets")
+    assert r.returncode == 0
+    for name in ("rpi4", "rpi5", "zero2w", "host"):
+        assert name in r.stdout
+
+
+def _one_line_error(r, *words):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert "Traceback" not in r.stderr
+
+
+def _no_bundle_left(parent):
+    return not any(p.name.startswith((".", "bundle")) for p in parent.iterdir()) if parent.exists() else True
+
+
+def test_unknown_target(tmp_path):
+    r = run_toolchain("export", "--target", "rpi9", "--out", str(tmp_path / "bundle"))
+    _one_line_error(r, "rpi9", "rpi4")
+    assert _no_bundle_left(tmp_path)
+
+
+@pytest.mark.parametrize("content,words", [
+    ({"thresholds_db_hl": [20, 30, 40]}, ["8"]),
+    ({"thresholds_db_hl": [20, 30, 40, 50, 60, 70, 80, 200]}, ["200"]),
+    ({"thresholds_db_hl": [20, 30, "x", 50, 60, 70, 80, 90]}, ["x"]),
+])
+def test_malformed_audiogram(tmp_path, content, words):
+    f = tmp_path / "ag.json"
+    f.write_text(json.dumps(content))
+    r = run_toolchain("export", "--target", "rpi", "--audiogram", str(f), "--out", str(tmp_path / "bundle"))
+    _one_line_error(r, "ag.json", *words)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_missing_audiogram_file(tmp_path):
+    r = run_toolchain("export", "--target", "rpi", "--audiogram", str(tmp_path / "nope.json"), "--out", str(tmp_path / "b"))
+    _one_line_error(r, "nope.json")
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    r = run_toolchain("export", "--target", "rpi", "--out", str(blocker / "bundle"))
+    _one_line_error(r, "a-file")
+    assert blocker.read_text() == "not a directory"
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "keep.txt").write_text("mine")
+    r = run_toolchain("export", "--target", "rpi", "--out", str(tmp_path / "bundle"))
+    _one_line_error(r, "--overwrite")
+    assert (tmp_path / "bundle" / "keep.txt").read_text() == "mine"
+
+
+def test_run_missing_input(default_bundle, tmp_path):
+    r = run_toolchain("run", str(default_bundle), "--input", str(tmp_path / "none.wav"), "--output", str(tmp_path / "o.wav"))
+    _one_line_error(r, "none.wav")
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_run_streams_the_demo_file(default_bundle, tmp_path):
+    out = tmp_path / "processed.wav"
+    r = run_toolchain("run", str(default_bundle), "--input", str(DEMO), "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    y, sr = sf.read(out)
+    x, _ = sf.read(DEMO)
+    assert sr == 16000 and len(y) == len(x)
+    assert np.isfinite(y).all() and np.max(np.abs(y)) <= 0.891 + 1 / 32768
+    assert "dB SPL" in r.stdout
+    assert oct(os.stat(out).st_mode & 0o777) == "0o644"

@@ -1,0 +1,296 @@
+"""``toolchain``: the command line of the hearing-aid compensator toolchain.
+
+A user's mistake (unknown target, bad audiogram, missing file, tampered bundle, unwritable
+output) ends in ONE line on stderr and exit code 2; nothing half-written is left behind
+(bundles and wavs are written to a temporary name and renamed). A traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+USER_ERROR = 2
+
+EPILOG = """\
+Typical use:
+  toolchain targets                                  list the boards you can export for
+  toolchain export --target rpi --preset moderate-sloping --out out/bundle-rpi4
+  toolchain inspect out/bundle-rpi4                  validate a bundle, show its manifest
+  toolchain run out/bundle-rpi4 --input in.wav --output out.wav
+"""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse prints usage + message; we want one line
+        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that describe a user's mistake (imported lazily: torch/TF are slow)."""
+    from runtime.backends.base import BackendError
+    from runtime.boards import BoardError
+    from runtime.bundle import BundleError
+    from toolchain.audio.audiogram import AudiogramError
+    from toolchain.audio.io import AudioFileError
+
+    errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError]
+    try:
+        from toolchain.export.pipeline import ExportError
+
+        errs.append(ExportError)
+    except ImportError:  # torch missing on a runtime-only install: export cannot be the command anyway
+        pass
+    return tuple(errs)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- targets
+def cmd_targets(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from runtime.boards import ALIASES, list_boards
+
+    table = Table(title="Targets (boards/*.toml)")
+    for col in ("name", "cpu", "triple / flags", "rate", "block", "latency budget", "compute budget", "limit", "backend"):
+        table.add_column(col)
+    for b in list_boards():
+        table.add_row(b.name, f"{b.cpu.cores}x {b.cpu.core}", f"{b.compiler.triple} {' '.join(b.compiler.cflags)}",
+                      f"{b.audio.sample_rate} Hz", f"{b.audio.block} ({b.block_period_ms:.2f} ms)",
+                      f"{b.budget.latency_ms:g} ms", f"{b.budget.compute_fraction:.0%} of a block",
+                      f"{b.audio.output_limit:g}", b.runtime.backend)
+    con = _console()
+    con.print(table)
+    con.print("aliases: " + ", ".join(f"{k} → {v}" for k, v in sorted(ALIASES.items())))
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+def _audiogram(args: argparse.Namespace):
+    from toolchain.audio.audiogram import Audiogram
+
+    if args.audiogram:
+        return Audiogram.from_file(args.audiogram)
+    return Audiogram.preset(args.preset)
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Fail before minutes of work if the bundle could not be written."""
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot write the bundle there ({probe} is not a writable directory)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from runtime.boards import resolve_target
+
+    board = resolve_target(args.target)
+    audiogram = _audiogram(args)
+    out = Path(args.out or f"out/bundle-{board.name}")
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: model checkpoint not found")
+    _check_out_dir(out, args.overwrite)
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from toolchain.export.pipeline import DEFAULT_CHECKPOINT, ExportOptions, export_bundle
+
+    opts = ExportOptions(board=board, audiogram=audiogram, out_dir=out,
+                         checkpoint=Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT,
+                         block=args.block, overwrite=args.overwrite)
+    con = _console()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=con, transient=False, disable=args.quiet) as prog:
+        task = prog.add_task("export", total=1.0)
+        report = export_bundle(opts, progress=lambda stage, frac: prog.update(task, description=stage, completed=frac))
+    _print_summary(con, report.bundle)
+    return 0
+
+
+def _print_summary(con: Any, bundle: Any) -> None:
+    from rich.table import Table
+
+    m = bundle.manifest
+    mt = m.metrics
+    t = Table(title=f"Bundle {bundle.path}  ({m.model} → {m.target})", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    rows = [
+        ("parameters", f"{mt.get('parameters', 0):,}"),
+        ("int8 model", f"{mt.get('int8_bytes', 0):,} bytes"),
+        ("compute", f"{mt.get('macs_per_second', 0) / 1e6:.1f} MMAC per second of audio"),
+        ("algorithmic latency", f"{m.algorithmic_latency_samples} samples = {m.algorithmic_latency_ms:.2f} ms (impulse: {mt.get('algorithmic_latency_measured_samples')})"),
+        ("int8 vs fp32 SNR", f"{mt.get('int8_vs_fp32_snr_db', float('nan')):.1f} dB (held-out speech)"),
+        ("audiogram", f"{m.audiogram['name']}: {', '.join(f'{v:g}' for v in m.audiogram['thresholds_db_hl'])} dB HL" if m.audiogram else "none"),
+        ("block", f"{m.block} samples at {m.sample_rate} Hz"),
+        ("output limit", f"{m.output_limit:g} full scale"),
+    ]
+    if "kernel_arena_bytes" in mt:
+        rows.append(("C kernel arena", f"{mt['kernel_arena_bytes']:,} bytes"))
+    if "export_seconds" in mt:
+        rows.append(("export time", f"{mt['export_seconds']:.1f} s"))
+    for k, v in rows:
+        t.add_row(k, v)
+    con.print(t)
+
+
+# --------------------------------------------------------------------------- inspect
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from runtime.bundle import load_bundle
+
+    b = load_bundle(args.bundle)
+    m = b.manifest
+    con = _console()
+    top = Table(title=f"{b.path} (valid: every file present and matching its sha256)", show_header=False)
+    top.add_column("field", style="bold")
+    top.add_column("value")
+    for k in ("format_version", "model", "target", "sample_rate", "block", "algorithmic_latency_samples",
+              "output_limit", "toolchain_version", "created_utc"):
+        top.add_row(k, str(getattr(m, k)))
+    if m.audiogram:
+        top.add_row("audiogram", f"{m.audiogram['name']}: " + ", ".join(
+            f"{f:g} Hz {t:g}" for f, t in zip(m.audiogram["frequencies_hz"], m.audiogram["thresholds_db_hl"])))
+    con.print(top)
+    for flavour, g in m.graphs.items():
+        t = Table(title=f"graph {flavour}: {g.file}")
+        for col in ("tensor", "role", "shape", "dtype", "scale", "zero point"):
+            t.add_column(col)
+        state_in = {s.input for s in g.states}
+        state_out = {s.output for s in g.states}
+        for role, specs in (("input", g.inputs), ("output", g.outputs)):
+            for s in specs:
+                r = "state " + role if (s.name in state_in or s.name in state_out) else role
+                t.add_row(s.name, r, "×".join(map(str, s.shape)), s.dtype,
+                          "" if s.scale is None else f"{s.scale:.6g}", "" if s.zero_point is None else str(s.zero_point))
+        con.print(t)
+    mt = Table(title="metrics")
+    mt.add_column("metric")
+    mt.add_column("value")
+    for k, v in m.metrics.items():
+        mt.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    con.print(mt)
+    ft = Table(title="files")
+    ft.add_column("file")
+    ft.add_column("bytes", justify="right")
+    ft.add_column("sha256")
+    for name, digest in sorted(m.files.items()):
+        ft.add_row(name, f"{b.file(name).stat().st_size:,}", digest[:16] + "…")
+    con.print(ft)
+    return 0
+
+
+# ------------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from runtime.bundle import load_bundle
+    from runtime.engine import Engine
+    from toolchain.audio.io import read_wav, resample, write_wav_atomic
+    from toolchain.audio.levels import DEFAULT_CALIBRATION
+
+    bundle = load_bundle(args.bundle)
+    x, sr = read_wav(args.input)
+    con = _console()
+    rate = bundle.manifest.sample_rate
+    if sr != rate:
+        con.print(f"note: {args.input} is {sr} Hz; resampling to the model's {rate} Hz")
+        x = resample(x, sr, rate)
+    engine = Engine(bundle, backend=args.backend, num_threads=args.threads)
+    t0 = time.perf_counter()
+    y = engine.run(x)
+    dt = time.perf_counter() - t0
+    write_wav_atomic(args.output, y, rate)
+    st = engine.stats()
+    level = DEFAULT_CALIBRATION.level_db_spl
+    con.print(f"{args.input} → {args.output}: {len(x) / rate:.2f} s through {args.backend} "
+              f"({bundle.manifest.model}, {bundle.manifest.audiogram['name'] if bundle.manifest.audiogram else 'unfitted'})")
+    con.print(f"  level {level(x):.1f} → {level(y):.1f} dB SPL, peak {np.max(np.abs(y)):.3f} (limit {engine.output_limit:g}), "
+              f"real-time factor {dt / (len(x) / rate):.3f}, latency {bundle.manifest.algorithmic_latency_ms:.2f} ms")
+    con.print(f"  blocks {st['blocks']}, limiter active on {st['limiter_samples']} samples, "
+              f"non-finite inputs {st['nonfinite_inputs']}, max block {st['max_block_us']:.0f} µs")
+    return 0
+
+
+# ------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    from runtime.backends import BACKENDS
+
+    p = _Parser(prog="toolchain", description="Neural hearing-aid compensators: export trained models to int8 "
+                "TFLite / ONNX / C bundles for edge boards, and run them.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("targets", help="list the boards (boards/*.toml) and their budgets")
+    t.set_defaults(func=cmd_targets)
+
+    e = sub.add_parser("export", help="fit, quantise and export a compensator to a bundle for a board",
+                       description="Fit the compensator to an audiogram (FiLM folded into the weights), build the "
+                       "streaming step graph with explicit state, quantise it to full-integer int8 with a synthetic-speech "
+                       "calibration set, and write the bundle: int8 + fp32 TFLite, ONNX, manifest.json with sha256 per file "
+                       "and the measured int8-vs-fp32 SNR and algorithmic latency.")
+    e.add_argument("--target", required=True, help="board name or alias (see `toolchain targets`), e.g. rpi")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--audiogram", metavar="FILE", help="audiogram JSON or CSV (8 thresholds in dB HL at 250..8000 Hz)")
+    g.add_argument("--preset", default="moderate-sloping",
+                   help="named audiogram: normal, mild-flat, moderate-sloping (default), severe-sloping, ...")
+    e.add_argument("--out", metavar="DIR", help="bundle directory (default out/bundle-<target>)")
+    e.add_argument("--checkpoint", metavar="FILE", help="trained compensator (default: the shipped model)")
+    e.add_argument("--block", type=int, help="samples per step (default: the board's block)")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    e.add_argument("--quiet", action="store_true", help="no progress display")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("inspect", help="validate a bundle (hashes, format, shapes) and print its manifest")
+    i.add_argument("bundle", help="bundle directory")
+    i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("run", help="stream a wav file through a bundle offline, block by block",
+                       description="Stream a wav through the engine (re-blocking, limiter, counters) and write the "
+                       "result atomically. Resamples with a notice when the file's rate differs from the model's.")
+    r.add_argument("bundle", help="bundle directory")
+    r.add_argument("--input", required=True, help="mono wav file")
+    r.add_argument("--output", required=True, help="wav file to write (PCM 16)")
+    r.add_argument("--backend", default="litert", choices=None, help=f"one of {', '.join(BACKENDS)} (default litert)")
+    r.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
+    r.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    errors = _user_errors()
+    try:
+        return int(args.func(args) or 0)
+    except errors as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"toolchain {args.command}: error: {msg}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print(f"toolchain {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""Numpy reference of every C-kernel op, and a whole-blob executor: the ground truth for csrc/.
+
+Each function here computes, with plain int64 numpy arithmetic, exactly what the matching C
+kernel in ``csrc/ref/`` computes (and what the LiteRT int8 interpreter computes for that op).
+The C code is checked against these op by op (``tests/csrc``), and the whole-blob executor
+:func:`run_blob` is checked against the LiteRT interpreter, so a mismatch can always be
+pinned on one side.
+
+Fixed-point requantisation, as in TFLite (``tflite/kernels/internal/common.h``) and ruy:
+
+* a real multiplier ``r > 0`` is stored as ``(m, e)`` with ``r ≈ m · 2^(e-31)``,
+  ``m ∈ [2^30, 2^31)`` (:func:`quantize_multiplier`, TFLite's ``QuantizeMultiplier``:
+  ``frexp`` in double precision, the mantissa rounded half away from zero);
+* applying it to an int32 ``x`` rounds ``x · m · 2^(e-31)`` back to an integer. Three rounding
+  schemes exist in the LiteRT builds we compare against (:data:`ROUNDING_MODES`):
+
+  ``"double_away"``  gemmlowp's ``SaturatingRoundingDoublingHighMul`` then
+                     ``RoundingDivideByPOT``: two roundings, each half away from zero.
+                     TFLite's reference kernels and its PRELU / ADD kernels on every CPU.
+  ``"double_up"``    ruy's x86 AVX2 / AVX-512 kernels (the CONV_2D GEMM on an x86 host):
+                     ``(x·m + 2^30) >> 31`` then a rounding right shift, both half up.
+  ``"single_up"``    ruy's reference and NEON kernels (CONV_2D on an ARM board), and
+                     TFLite built with ``TFLITE_SINGLE_ROUNDING``: one rounding, half up.
+
+Arrays are ``(frames, channels)`` int8 (NWC with the batch and H = 1 dropped), exactly the
+memory layout the C kernel uses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+#: Requantisation rounding schemes, by blob code (see the module docstring).
+ROUNDING_MODES: dict[str, int] = {"double_away": 0, "double_up": 1, "single_up": 2}
+
+
+# ----------------------------------------------------------------------------- multipliers
+def _round_half_away(x: float) -> float:
+    """C's ``round()`` (TfLiteRound): halves go away from zero."""
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: ``real ≈ m · 2^(shift - 31)``, ``m`` in ``[2^30, 2^31)``.
+
+    ``real`` is a Python float (an IEEE double), computed by the caller with the same float32 /
+    double promotions as the TFLite kernel's Prepare.
+    """
+    real = float(real)
+    if real == 0.0:
+        return 0, 0
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"multiplier must be a finite non-negative number, got {real!r}")
+    q, shift = math.frexp(real)
+    q_fixed = int(_round_half_away(q * float(1 << 31)))
+    if q_fixed > (1 << 31):
+        raise ValueError(f"multiplier {real!r}: mantissa out of range")
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    if q_fixed > INT32_MAX:
+        raise ValueError(f"multiplier {real!r}: mantissa out of range")
+    return int(q_fixed), int(shift)
+
+
+def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplierSmallerThanOneExp``: as above, with ``0 < real < 1``."""
+    if not 0.0 < real < 1.0:
+        raise ValueError(f"multiplier {real!r} must be in (0, 1)")
+    m, s = quantize_multiplier(real)
+    if s > 0:
+        raise ValueError(f"multiplier {real!r} gave a left shift {s}")
+    return m, s
+
+
+# ------------------------------------------------------------------------ fixed-point ops
+def _i64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64)
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap to int32 (as C's unsigned arithmetic then a cast)."""
+    x = _i64(x)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _shift_left32(x, n: int) -> np.ndarray:
+    """``x * 2^n`` wrapped to int32, ``n`` in [0, 31] (the C code shifts as uint32)."""
+    return _wrap32(_i64(x) << int(n))
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp: ``round_half_away(a · b / 2^31)``, saturating the one overflow case."""
+    a, b = _i64(a), _i64(b)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    t = ab + nudge
+    q = np.where(t >= 0, t >> 31, -((-t) >> 31))  # C division truncates toward zero
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
+
+
+def rounding_divide_by_pot(x, exponent: int) -> np.ndarray:
+    """gemmlowp: ``round_half_away(x / 2^exponent)``, ``exponent`` in [0, 31]."""
+    x = _i64(x)
+    e = int(exponent)
+    mask = (1 << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def requantize(x, multiplier, shift, mode: str = "double_away") -> np.ndarray:
+    """Apply ``(multiplier, shift)`` to int32 ``x`` (broadcasting) with rounding ``mode``."""
+    x = _i64(x)
+    m = _i64(multiplier)
+    s = _i64(shift)
+    x, m, s = np.broadcast_arrays(x, m, s)
+    out = np.empty(x.shape, dtype=np.int64)
+    for sv in np.unique(s):
+        sel = s == sv
+        sv = int(sv)
+        left, right = max(sv, 0), max(-sv, 0)
+        xs = _shift_left32(x[sel], left)
+        if mode == "double_away":
+            out[sel] = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, m[sel]), right)
+        elif mode == "double_up":
+            t = (xs * m[sel] + (1 << 30)) >> 31
+            out[sel] = (t + ((1 << right) >> 1)) >> right
+        elif mode == "single_up":
+            total = 31 + right
+            out[sel] = (xs * m[sel] + (1 << (total - 1))) >> total
+        else:
+            raise ValueError(f"unknown rounding mode {mode!r}; expected one of {sorted(ROUNDING_MODES)}")
+    return out
+
+
+def _clamp_s8(x, lo: int = -128, hi: int = 127) -> np.ndarray:
+    return np.clip(_i64(x), lo, hi).astype(np.int8)
+
+
+# ------------------------------------------------------------------------------ kernels
+def conv_out_frames(frames_in: int, kernel: int, stride: int, dilation: int) -> int:
+    """VALID output length along time."""
+    eff = dilation * (kernel - 1) + 1
+    if frames_in < eff:
+        return 0
+    return (frames_in - eff) // stride + 1
+
+
+def conv_s8(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, multiplier: np.ndarray, shift: np.ndarray, *,
+            stride: int = 1, dilation: int = 1, input_zp: int = 0, output_zp: int = 0,
+            act_min: int = -128, act_max: int = 127, rounding: str = "double_up") -> np.ndarray:
+    """1-D VALID convolution, NWC: ``x (W_in, C_in)``, ``w (C_out, K, C_in)`` (TFLite OHWI with H=1).
+
+    ``acc[t, o] = bias[o] + Σ_k Σ_i (x[t·s + k·d, i] - input_zp) · w[o, k, i]``, then per-channel
+    requantisation, ``+ output_zp``, clamp to ``[act_min, act_max]``.
+    """
+    x = _i64(x)
+    w = _i64(w)
+    c_out, k, c_in = w.shape
+    w_in = x.shape[0]
+    if x.shape[1] != c_in:
+        raise ValueError(f"input has {x.shape[1]} channels, weights expect {c_in}")
+    w_out = conv_out_frames(w_in, k, stride, dilation)
+    xo = x - int(input_zp)
+    acc = np.zeros((w_out, c_out), dtype=np.int64)
+    for j in range(k):
+        taps = xo[j * dilation: j * dilation + (w_out - 1) * stride + 1: stride]  # (W_out, C_in)
+        acc += taps @ w[:, j, :].T
+    if bias is not None:
+        acc += _i64(bias)[None, :]
+    y = requantize(acc, _i64(multiplier)[None, :], _i64(shift)[None, :], rounding) + int(output_zp)
+    return _clamp_s8(y, act_min, act_max)
+
+
+def prelu_s8(x: np.ndarray, alpha: np.ndarray, *, input_zp: int, alpha_zp: int, output_zp: int,
+             multiplier_pos: int, shift_pos: int, multiplier_neg: int, shift_neg: int) -> np.ndarray:
+    """TFLite int8 PRELU: ``alpha`` per channel (broadcast over frames) or a single value."""
+    x = _i64(x)
+    a = _i64(alpha).reshape(-1)
+    v = x - int(input_zp)
+    av = a - int(alpha_zp)
+    if a.size != 1 and a.size != x.shape[-1]:
+        raise ValueError(f"alpha of {a.size} values for {x.shape[-1]} channels")
+    pos = requantize(v, multiplier_pos, shift_pos, "double_away")
+    neg = requantize(v * av, multiplier_neg, shift_neg, "double_away")
+    return _clamp_s8(np.where(v >= 0, pos, neg) + int(output_zp))
+
+
+def add_s8(a: np.ndarray, b: np.ndarray, *, input1_zp: int, input2_zp: int, output_zp: int, left_shift: int,
+           multiplier1: int, shift1: int, multiplier2: int, shift2: int, multiplier_out: int, shift_out: int,
+           act_min: int = -128, act_max: int = 127) -> np.ndarray:
+    """TFLite int8 ADD (general rescaling path, ``left_shift`` = 20), same shapes."""
+    a, b = _i64(a), _i64(b)
+    if a.shape != b.shape:
+        raise ValueError(f"ADD operands differ in shape: {a.shape} vs {b.shape}")
+    sa = requantize(_shift_left32(a - int(input1_zp), left_shift), multiplier1, shift1, "double_away")
+    sb = requantize(_shift_left32(b - int(input2_zp), left_shift), multiplier2, shift2, "double_away")
+    raw = requantize(_wrap32(sa + sb), multiplier_out, shift_out, "double_away") + int(output_zp)
+    return _clamp_s8(raw, act_min, act_max)
+
+
+def concat_s8(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenation along time (frames): identical quantisation on every operand."""
+    return np.concatenate([np.asarray(p, dtype=np.int8) for p in parts], axis=0)
+
+
+def slice_s8(x: np.ndarray, begin: int, frames: int) -> np.ndarray:
+    """Frames ``[begin, begin + frames)`` of ``x`` (the graph's STRIDED_SLICE, stride 1)."""
+    x = np.asarray(x, dtype=np.int8)
+    if begin < 0 or frames < 0 or begin + frames > x.shape[0]:
+        raise ValueError(f"slice [{begin}, {begin + frames}) outside {x.shape[0]} frames")
+    return x[begin:begin + frames].copy()
+
+
+# --------------------------------------------------------------------- quantisation maths
+def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_scale: float) -> tuple[list[int], list[int]]:
+    """Per-channel ``(m, e)`` as TFLite's PopulateConvolutionQuantizationParams (double maths)."""
+    ms, ss = [], []
+    for fs in filter_scales:
+        eff = float(np.float32(input_scale)) * float(np.float32(fs)) / float(np.float32(output_scale))
+        m, s = quantize_multiplier(eff)
+        ms.append(m)
+        ss.append(s)
+    return ms, ss
+
+
+def prelu_multipliers(input_scale: float, alpha_scale: float, output_scale: float) -> tuple[int, int, int, int]:
+    """TFLite PreluPrepare: both ratios are evaluated in float32, then widened to double."""
+    i, a, o = np.float32(input_scale), np.float32(alpha_scale), np.float32(output_scale)
+    with np.errstate(all="ignore"):
+        r1 = float(np.float32(i / o))
+        r2 = float(np.float32(np.float32(i * a) / o))
+    m1, s1 = quantize_multiplier(r1)
+    m2, s2 = quantize_multiplier(r2)
+    return m1, s1, m2, s2
+
+
+def add_multipliers(input1_scale: float, input2_scale: float, output_scale: float,
+                    left_shift: int = 20) -> tuple[int, int, int, int, int, int]:
+    """TFLite add.cc Prepare (int8 general path): ``(m1, s1, m2, s2, m_out, s_out)``."""
+    s1, s2, so = np.float32(input1_scale), np.float32(input2_scale), np.float32(output_scale)
+    twice_max = float(np.float32(2) * max(s1, s2))          # float maths, widened to double
+    r1 = float(s1) / twice_max
+    r2 = float(s2) / twice_max
+    ro = twice_max / float(np.float32(np.float32(1 << left_shift) * so))
+    m1, e1 = quantize_multiplier_smaller_than_one(r1)
+    m2, e2 = quantize_multiplier_smaller_than_one(r2)
+    mo, eo = quantize_multiplier_smaller_than_one(ro)
+    return m1, e1, m2, e2, mo, eo
+
+
+def activation_range(fused: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """TFLite CalculateActivationRangeQuantized for int8 (``fused`` ∈ NONE, RELU, RELU6, RELU_N1_TO_1)."""
+    def q(v: float) -> int:
+        t = np.float32(v) / np.float32(scale)
+        return int(zero_point) + int(_round_half_away(float(t)))
+
+    if fused == "NONE":
+        return -128, 127
+    if fused == "RELU":
+        return max(-128, q(0.0)), 127
+    if fused == "RELU6":
+        return max(-128, q(0.0)), min(127, q(6.0))
+    if fused == "RELU_N1_TO_1":
+        return max(-128, q(-1.0)), min(127, q(1.0))
+    raise ValueError(f"unsupported fused activation {fused!r}")
+
+
+# ------------------------------------------------------------------- whole-blob executor
+class BlobRunner:
+    """Executes a C-kernel blob with the kernels above: the numpy twin of ``hx_model_process``.
+
+    Works on the same two byte regions as the C arena (``state`` persists across steps, ``scratch``
+    holds one step's activations) at the offsets the blob planned, so in-place and aliasing
+    decisions of the planner are exercised here too. :meth:`reset` sets every state tensor to its
+    zero point, as ``hx_model_reset`` does.
+    """
+
+    def __init__(self, blob: bytes) -> None:
+        from toolchain.export.ckernel import parse_blob
+
+        self.model = parse_blob(blob)
+        self.block = self.model.block
+        self.state = np.zeros(self.model.state_bytes, dtype=np.int8)
+        self.scratch = np.zeros(self.model.scratch_bytes, dtype=np.int8)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state[:] = 0
+        for t in self.model.state_tensors():
+            self.state[t.offset:t.offset + t.bytes] = t.zero_point
+
+    def get_state(self) -> bytes:
+        return self.state.tobytes()
+
+    def set_state(self, data: bytes) -> None:
+        if len(data) != self.state.size:
+            raise ValueError(f"state is {self.state.size} bytes, got {len(data)}")
+        self.state[:] = np.frombuffer(data, dtype=np.int8)
+
+    def _view(self, index: int) -> np.ndarray:
+        t = self.model.tensors[index]
+        region = self.state if t.is_state else self.scratch
+        return region[t.offset:t.offset + t.bytes].reshape(t.frames, t.channels)
+
+    def step(self, x_q: np.ndarray) -> np.ndarray:
+        m = self.model
+        self._view(m.input_tensor)[:] = np.asarray(x_q, dtype=np.int8).reshape(-1, 1)
+        for op in m.ops:
+            ins = [self._view(i).copy() for i in op.inputs]
+            out = self._view(op.output)
+            p = op.params
+            if op.kind == "CONV":
+                y = conv_s8(ins[0], op.weights, op.bias, op.multiplier, op.shift, stride=p["stride"],
+                            dilation=p["dilation"], input_zp=p["input_zp"], output_zp=p["output_zp"],
+                            act_min=p["act_min"], act_max=p["act_max"], rounding=p["rounding"])
+            elif op.kind == "PRELU":
+                y = prelu_s8(ins[0], op.alpha, input_zp=p["input_zp"], alpha_zp=p["alpha_zp"],
+                             output_zp=p["output_zp"], multiplier_pos=p["multiplier_pos"], shift_pos=p["shift_pos"],
+                             multiplier_neg=p["multiplier_neg"], shift_neg=p["shift_neg"])
+            elif op.kind == "ADD":
+                y = add_s8(ins[0].reshape(-1), ins[1].reshape(-1), input1_zp=p["input1_zp"], input2_zp=p["input2_zp"],
+                           output_zp=p["output_zp"], left_shift=p["left_shift"], multiplier1=p["multiplier1"],
+                           shift1=p["shift1"], multiplier2=p["multiplier2"], shift2=p["shift2"],
+                           multiplier_out=p["multiplier_out"], shift_out=p["shift_out"],
+                           act_min=p["act_min"], act_max=p["act_max"])
+            elif op.kind == "CONCAT":
+                y = concat_s8([v.reshape(-1, out.shape[1]) for v in ins])
+            elif op.kind == "COPY":
+                y = ins[0].reshape(-1)[p["src_offset"]:p["src_offset"] + p["bytes"]]
+            else:  # pragma: no cover - parse_blob refuses unknown kinds
+                raise ValueError(f"unknown op kind {op.kind}")
+            out[:] = np.asarray(y, dtype=np.int8).reshape(out.shape)
+        return self._view(m.output_tensor).reshape(-1).copy()
+
+    def process(self, x_q: np.ndarray) -> np.ndarray:
+        x_q = np.asarray(x_q, dtype=np.int8).reshape(-1)
+        if x_q.size % self.block:
+            raise ValueError(f"{x_q.size} samples is not a multiple of the block {self.block}")
+        out = [self.step(x_q[i:i + self.block]) for i in range(0, x_q.size, self.block)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+
+
+def run_blob(blob: bytes, x_q: np.ndarray) -> np.ndarray:
+    """Stream ``x_q`` (int8, a multiple of the block) through a fresh model: output int8."""
+    return BlobRunner(blob).process(x_q)
+
+
+__all__ = [
+    "ROUNDING_MODES", "BlobRunner", "activation_range", "add_multipliers", "add_s8", "concat_s8", "conv_multipliers",
+    "conv_out_frames", "conv_s8", "prelu_multipliers", "prelu_s8", "quantize_multiplier",
+    "quantize_multiplier_smaller_than_one", "requantize", "rounding_divide_by_pot",
+    "saturating_rounding_doubling_high_mul", "run_blob", "slice_s8",
+]

@@ -1,0 +1,304 @@
+"""``toolchain export``: fitted torch model → Keras → fp32/int8 TFLite + ONNX (+ C blob) → bundle.
+
+Every number the manifest reports is measured here, on the files that ship: the Keras rebuild
+and the ONNX graph against torch, the int8 graph against fp32 on held-out synthetic speech
+(audio the calibration never saw), and the algorithmic latency by impulse through the
+deployed int8 graph (it must equal the model's analytic figure, or the export fails).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from runtime.boards import Board
+from runtime.bundle import Bundle, load_bundle
+from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
+from toolchain.audio.data import CorpusConfig, SyntheticCorpus
+from toolchain.models.seanet import SEANet, load_seanet
+from toolchain.models.streaming import StreamingGraph
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
+
+Progress = Callable[[str, float], None]  # (stage description, fraction done 0..1)
+
+
+class ExportError(ValueError):
+    """A user-facing export failure (one line)."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how. ``block`` defaults to the board's block."""
+
+    board: Board
+    audiogram: Audiogram
+    out_dir: Path
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    block: int | None = None
+    overwrite: bool = False
+    calib_clips: int = 24
+    calib_blocks: int = 2000          # representative samples given to the converter
+    test_clips: int = 6
+    corpus_seed: int = 0
+    clip_seconds: float = 2.0
+
+
+@dataclass
+class ExportReport:
+    bundle: Bundle
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _noop(stage: str, frac: float) -> None:
+    pass
+
+
+def _nhwc(t: torch.Tensor) -> np.ndarray:
+    """Torch NCW ``(K, C, F)`` → TFLite NHWC ``(K, 1, F, C)``."""
+    return t.permute(0, 2, 1).unsqueeze(1).numpy().astype(np.float32)
+
+
+def _corpus(split: str, n: int, opts: ExportOptions, sample_rate: int) -> np.ndarray:
+    cfg = CorpusConfig(sample_rate=sample_rate, seconds=opts.clip_seconds)
+    corpus = SyntheticCorpus(split, cfg, seed=opts.corpus_seed, size=n, workers=2)
+    noisy, _ = corpus.batch(list(range(n)))
+    return noisy.astype(np.float32)
+
+
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """10·log10(‖ref‖² / ‖ref − test‖²) over all samples."""
+    err = float(np.sum((np.asarray(reference, np.float64) - test) ** 2))
+    sig = float(np.sum(np.asarray(reference, np.float64) ** 2))
+    return float("inf") if err == 0 else 10.0 * np.log10(sig / err)
+
+
+def stream(backend: Any, x: np.ndarray) -> np.ndarray:
+    """Run a backend over ``x`` block by block from a fresh state."""
+    backend.reset()
+    b = backend.block
+    n = len(x) // b * b
+    return np.concatenate([backend.process(x[i:i + b]) for i in range(0, n, b)]) if n else np.zeros(0, np.float32)
+
+
+def impulse_latency(backend: Any, *, warm_blocks: int = 4, amplitude: float = 0.5) -> int:
+    """Algorithmic latency by impulse: max over impulse positions in a block of
+    (first output sample that changes − impulse sample) + the block that must fill first."""
+    b = backend.block
+    total = (warm_blocks + 4) * b
+    base = np.zeros(total, np.float32)
+    ref = stream(backend, base)
+    worst = None
+    for offset in range(b):
+        n = warm_blocks * b + offset
+        sig = base.copy()
+        sig[n] = amplitude
+        changed = np.flatnonzero(stream(backend, sig) != ref)
+        if changed.size == 0:
+            raise ExportError(f"an impulse at sample {n} changed no output sample; cannot measure latency")
+        delay = int(changed[0]) - n + b
+        worst = delay if worst is None else max(worst, delay)
+    return int(worst)
+
+
+def _tensor_specs(details: dict[str, dict], names: list[str]) -> list[dict[str, Any]]:
+    specs = []
+    for name in names:
+        d = details[name]
+        scale, zp = d["quantization"]
+        integer = np.issubdtype(d["dtype"], np.integer)
+        specs.append({"name": name, "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                      "scale": float(scale) if integer else None, "zero_point": int(zp) if integer else None})
+    return specs
+
+
+def _tflite_graph_spec(model: bytes, file: str) -> dict[str, Any]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = Interpreter(model_content=model).get_signature_runner()
+    ins, outs = run.get_input_details(), run.get_output_details()
+    states = sorted(k for k in ins if k.startswith("state_in_"))
+    return {
+        "file": file,
+        "inputs": _tensor_specs(ins, ["x", *states]),
+        "outputs": _tensor_specs(outs, ["y", *[s.replace("_in_", "_out_") for s in states]]),
+        "states": [{"input": s, "output": s.replace("_in_", "_out_")} for s in states],
+    }
+
+
+def _onnx_graph_spec(model: bytes, file: str) -> dict[str, Any]:
+    import onnx
+
+    g = onnx.load_from_string(model).graph
+
+    def spec(v: Any) -> dict[str, Any]:
+        shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "shape": shape, "dtype": "float32", "scale": None, "zero_point": None}
+
+    states = [v.name for v in g.input if v.name.startswith("state_in_")]
+    return {"file": file, "inputs": [spec(v) for v in g.input], "outputs": [spec(v) for v in g.output],
+            "states": [{"input": s, "output": s.replace("_in_", "_out_")} for s in states]}
+
+
+def _count_int8_ops(model: bytes) -> dict[str, Any]:
+    """Op histogram and whether every op computes on int8/int32 tensors only."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
+    ops: dict[str, int] = {}
+    float_ops = []
+    for op in it._get_ops_details():
+        ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+        used = [dtypes[i] for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(t not in ("int8", "int32") for t in used):
+            float_ops.append(op["op_name"])
+    return {"ops": ops, "float_ops": float_ops}
+
+
+def load_model(checkpoint: Path) -> SEANet:
+    if not Path(checkpoint).is_file():
+        raise ExportError(f"{checkpoint}: model checkpoint not found")
+    try:
+        return load_seanet(str(checkpoint))
+    except Exception as e:  # torch raises many types for a bad file
+        raise ExportError(f"{checkpoint}: not a compensator checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+
+
+def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportReport:
+    """Run the whole export and write the bundle atomically; raises ExportError / BundleError."""
+    from runtime.backends.litert import LiteRTBackend
+    from runtime.backends.onnx import OnnxBackend
+    from toolchain.export import tflite
+    from toolchain.export.bundle import write_bundle
+    from toolchain.export.onnx import export_onnx
+
+    t0 = time.perf_counter()
+    board = opts.board
+    block = opts.block or board.audio.block
+    progress("loading model", 0.0)
+    model = load_model(opts.checkpoint)
+    sr = model.config.sample_rate
+    if sr != board.audio.sample_rate:
+        raise ExportError(f"model runs at {sr} Hz but target {board.name} runs at {board.audio.sample_rate} Hz")
+    try:
+        model.check_block(block)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    fitted = model.fit(opts.audiogram.as_array())
+    graph: StreamingGraph = fitted.streaming()
+
+    progress("generating calibration and test audio", 0.05)
+    calib = _corpus("calib", opts.calib_clips, opts, sr)
+    test = _corpus("test", opts.test_clips, opts, sr)
+
+    progress("collecting calibration states", 0.15)
+    reps: list[list[np.ndarray]] = []
+    per_clip = max(1, opts.calib_blocks // len(calib))
+    rng = np.random.default_rng(opts.corpus_seed)
+    for clip in calib:
+        n = len(clip) // block * block
+        starts = sorted(rng.choice(n // block, size=min(per_clip, n // block), replace=False).tolist())
+        xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), block, starts)
+        xs = xb.permute(0, 2, 1).unsqueeze(1).numpy()
+        st = [_nhwc(s) for s in states]
+        reps.extend([[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(starts))])
+
+    progress("building the Keras step graph", 0.25)
+    keras_model = tflite.build_keras_step(graph, block)
+    with torch.no_grad():
+        ref_test = [graph.gm(torch.from_numpy(c[: len(c) // block * block]).reshape(1, 1, -1)).numpy().ravel() for c in test]
+    # Keras vs torch on the start of a held-out clip, streamed with state fed back (eager
+    # Keras costs milliseconds per call, so a few hundred blocks, not the whole set).
+    clip = test[0][: min(len(test[0]) // block, 200) * block]
+    kstate = [np.zeros((1, 1, s.frames, s.channels), np.float32) for s in graph.slots]
+    ky = []
+    for i in range(0, len(clip), block):
+        y, kstate = tflite.run_keras_step(keras_model, clip[i:i + block].reshape(1, 1, block, 1), kstate)
+        ky.append(y.ravel())
+    keras_err = float(np.max(np.abs(np.concatenate(ky) - ref_test[0][: len(clip)])))
+
+    progress("converting to fp32 and int8 TFLite (calibrating)", 0.35)
+    art = tflite.convert(keras_model, len(graph.slots), lambda: iter(reps))
+    op_check = _count_int8_ops(art.int8)
+    if op_check["float_ops"]:
+        raise ExportError(f"int8 graph still computes in float in: {sorted(set(op_check['float_ops']))}")
+
+    progress("exporting ONNX", 0.6)
+    onnx_bytes = export_onnx(graph, block)
+
+    progress("measuring int8 vs fp32, ONNX, latency", 0.7)
+    int8_backend = LiteRTBackend(art.int8, num_threads=1)
+    fp32_backend = LiteRTBackend(art.fp32, num_threads=1)
+    onnx_backend = OnnxBackend(onnx_bytes)
+    y8 = np.concatenate([stream(int8_backend, c) for c in test])
+    ref = np.concatenate(ref_test)
+    snr8 = snr_db(ref, y8)
+    fp32_err = float(np.max(np.abs(np.concatenate([stream(fp32_backend, c) for c in test]) - ref)))
+    onnx_err = float(np.max(np.abs(np.concatenate([stream(onnx_backend, c) for c in test]) - ref)))
+    latency = fitted.algorithmic_latency_samples(block)
+    measured = impulse_latency(int8_backend)
+    if measured != latency:
+        raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
+
+    files: dict[str, bytes] = {"model_int8.tflite": art.int8, "model_fp32.tflite": art.fp32, "model.onnx": onnx_bytes}
+    graphs = {"int8": _tflite_graph_spec(art.int8, "model_int8.tflite"),
+              "fp32": _tflite_graph_spec(art.fp32, "model_fp32.tflite"),
+              "onnx": _onnx_graph_spec(onnx_bytes, "model.onnx")}
+    kernel_info = _kernel_files(art.int8, files)
+
+    metrics: dict[str, Any] = {
+        "parameters": fitted.deployed_parameters(),
+        "macs_per_second": fitted.macs_per_second(),
+        "int8_bytes": len(art.int8),
+        "fp32_bytes": len(art.fp32),
+        "int8_vs_fp32_snr_db": round(snr8, 3),
+        "int8_vs_fp32_test_seconds": round(len(y8) / sr, 3),
+        "keras_vs_torch_max_abs": keras_err,
+        "tflite_fp32_vs_torch_max_abs": fp32_err,
+        "onnx_vs_torch_max_abs": onnx_err,
+        "algorithmic_latency_measured_samples": measured,
+        "algorithmic_latency_ms": 1000.0 * latency / sr,
+        "calibration_blocks": len(reps),
+        "int8_ops": ",".join(f"{k}:{v}" for k, v in sorted(op_check["ops"].items())),
+    }
+    metrics.update(kernel_info)
+    metrics["export_seconds"] = round(time.perf_counter() - t0, 2)
+
+    progress("writing the bundle", 0.95)
+    fields = {
+        "model": f"seanet-c{model.config.channels}-s{'x'.join(map(str, model.config.strides))}",
+        "target": board.name,
+        "sample_rate": sr,
+        "block": block,
+        "algorithmic_latency_samples": latency,
+        "output_limit": board.audio.output_limit,
+        "audiogram": {"name": opts.audiogram.name, "thresholds_db_hl": list(opts.audiogram.thresholds_db_hl),
+                      "frequencies_hz": list(AUDIOGRAM_FREQS_HZ)},
+        "graphs": graphs,
+        "metrics": metrics,
+        "extra": {"model_config": model.config.to_dict(), "checkpoint": Path(opts.checkpoint).name,
+                  "board": {"core": board.cpu.core, "cflags": list(board.compiler.cflags),
+                            "latency_budget_ms": board.budget.latency_ms}},
+    }
+    out = write_bundle(opts.out_dir, fields, files, overwrite=opts.overwrite)
+    progress("done", 1.0)
+    return ExportReport(bundle=load_bundle(out), metrics=metrics)
+
+
+def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:
+    """Add the C kernel blob + header when the blob writer is available."""
+    try:
+        from toolchain.export import ckernel
+    except ImportError:
+        return {}
+    blob = ckernel.tflite_to_blob(int8)
+    files["kernel/model.hxb"] = blob
+    files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()
+    info = ckernel.describe_blob(blob)
+    return {"kernel_arena_bytes": int(info.get("arena_bytes", 0)), "kernel_blob_bytes": len(blob)}

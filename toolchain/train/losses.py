@@ -1,0 +1,161 @@
+"""Training losses of the compensator (trained through a frozen hearing-loss model).
+
+:func:`compensation_loss` is a weighted sum of four terms; the weights live in the recipe's
+``[loss]`` section (:class:`LossConfig`), never in code that reads a global:
+
+``perceptual`` (main term, weight ``perceptual``)
+    Mean absolute difference, in dB, between what the impaired ear perceives of the
+    compensated signal, ``hl(compensated, audiogram)``, and what a normal ear perceives of the
+    clean speech, ``hl(clean, 0 dB HL)``: the compensator's whole purpose (DESIGN.md, seed 003).
+
+``spectral`` (weight ``spectral``, small)
+    Multi-resolution log-spectral shape term. For each STFT size, the log-magnitude ratio
+    ``log|C| − log|S|`` (compensated over clean) has its per-frequency mean over time removed
+    (a static, frequency-dependent gain is the compensator's job and costs nothing); the mean
+    absolute remainder, counted only in bins where the clean speech is audible (within
+    ``spectral_range_db`` of the clip's strongest bin), penalises what is *not* a gain: added
+    noise, musical artefacts, smearing. Values are natural-log units (1 ≈ 8.7 dB).
+
+``limit`` (weight ``limit``)
+    Output samples above ``output_limit`` (full scale, default 0.89): the summed overshoot
+    ``Σ max(|y| − limit, 0)`` per clip, averaged over the batch. Exactly zero while every
+    sample is within the limit (maximum power output safety; the runtime limiter clips anyway,
+    this teaches the network not to rely on it).
+
+``ucl`` (weight ``ucl``)
+    Band energy far above the uncomfortable level: the mean over bands and frames of
+    ``max(L − (UCL + ucl_margin_db), 0)`` in dB, from the hearing-loss model's own band levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
+from toolchain.models.hl_filterbank import FilterbankHearingLoss
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and parameters of :func:`compensation_loss` (a recipe's ``[loss]`` section)."""
+
+    perceptual: float = 1.0
+    spectral: float = 0.5
+    limit: float = 10.0
+    ucl: float = 1.0
+    output_limit: float = 0.89            # full scale
+    ucl_margin_db: float = 5.0
+    spectral_ffts: tuple[int, ...] = (256, 512, 1024)
+    spectral_range_db: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spectral_ffts", tuple(int(n) for n in self.spectral_ffts))
+        for name in ("perceptual", "spectral", "limit", "ucl", "ucl_margin_db"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.output_limit <= 1.0:
+            raise ValueError(f"output_limit must be in (0, 1] full scale, got {self.output_limit}")
+        if any(n < 16 for n in self.spectral_ffts):
+            raise ValueError(f"spectral_ffts must be >= 16, got {self.spectral_ffts}")
+        if self.spectral_range_db <= 0:
+            raise ValueError(f"spectral_range_db must be positive, got {self.spectral_range_db}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LossConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown loss keys: {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spectral_ffts"] = list(self.spectral_ffts)
+        return d
+
+
+def _flat(x: Tensor) -> Tensor:
+    if x.dim() == 3 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.dim() == 1:
+        return x[None]
+    return x
+
+
+def limit_penalty(y: Tensor, output_limit: float = 0.89) -> Tensor:
+    """Summed overshoot above ``output_limit`` per clip, averaged over the batch (0 within it)."""
+    return torch.relu(_flat(y).abs() - output_limit).sum(dim=-1).mean()
+
+
+def spectral_shape_loss(y: Tensor, clean: Tensor, ffts: tuple[int, ...] = (256, 512, 1024),
+                        range_db: float = 60.0) -> Tensor:
+    """Gain-invariant multi-resolution log-spectral distance where the clean signal is audible."""
+    y, clean = _flat(y), _flat(clean)
+    total = y.new_zeros(())
+    eps = 1e-10
+    for n_fft in ffts:
+        win = torch.hann_window(n_fft, device=y.device, dtype=y.dtype)
+
+        def mag2(s: Tensor) -> Tensor:
+            z = torch.stft(s, n_fft, hop_length=n_fft // 4, window=win, center=True,
+                           pad_mode="constant", return_complex=True)
+            return z.real.square() + z.imag.square()
+
+        py, pc = mag2(y), mag2(clean)                                 # (B, bins, frames)
+        ratio = 0.5 * (torch.log(py + eps) - torch.log(pc + eps))    # log-magnitude ratio
+        # Bins within range_db of the clip's strongest bin count (a relative, not SPL, floor).
+        ref = pc.flatten(1).amax(dim=1)[:, None, None]
+        mask = (pc > ref * 10.0 ** (-range_db / 10.0)).to(y.dtype)
+        w = mask.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        mean_gain = (ratio * mask).sum(dim=-1, keepdim=True) / w     # per-frequency static gain
+        dev = (ratio - mean_gain).abs() * mask
+        total = total + dev.sum(dim=(1, 2)).div(mask.sum(dim=(1, 2)).clamp(min=1.0)).mean()
+    return total / max(len(ffts), 1)
+
+
+def compensation_loss(
+    hl_model: FilterbankHearingLoss,
+    compensated: Tensor,
+    clean: Tensor,
+    audiogram: Tensor,
+    config: LossConfig = LossConfig(),
+    *,
+    target: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """``(loss, parts)``: weighted sum of the terms in the module docstring.
+
+    ``compensated`` and ``clean`` are ``(B, n)`` (or ``(B, 1, n)``) waveforms, ``audiogram``
+    ``(B, 8)`` dB HL. ``target`` may pass a precomputed ``hl_model.perceived_normal(clean)``.
+    ``parts`` holds each unweighted term and the total as Python floats.
+    """
+    y, s = _flat(compensated), _flat(clean)
+    if y.shape != s.shape:
+        raise ValueError(f"compensated {tuple(y.shape)} and clean {tuple(s.shape)} differ in shape")
+    a = audiogram.to(y.dtype).reshape(-1, len(AUDIOGRAM_FREQS_HZ))
+    if target is None:
+        with torch.no_grad():
+            target = hl_model.perceived_normal(s)
+    powers = hl_model.band_powers(y)
+    if hl_model.config.broadening_per_db:
+        powers = hl_model.spread(powers, hl_model.band_thresholds_db_spl(a))
+    levels = hl_model.calibration.power_to_db_spl_tensor(powers, floor_power=hl_model.floor_power)
+    perceived = hl_model.perceive(levels, a)
+    perceptual = (perceived - target).abs().mean()
+
+    zero = y.new_zeros(())
+    spectral = spectral_shape_loss(y, s, config.spectral_ffts, config.spectral_range_db) \
+        if config.spectral > 0 else zero
+    limit = limit_penalty(y, config.output_limit)
+    ucl = torch.relu(levels - (hl_model.config.ucl_db_spl + config.ucl_margin_db)).mean()
+    loss = (config.perceptual * perceptual + config.spectral * spectral
+            + config.limit * limit + config.ucl * ucl)
+    parts = {"perceptual": float(perceptual.detach()), "spectral": float(spectral.detach()),
+             "limit": float(limit.detach()), "ucl": float(ucl.detach()), "total": float(loss.detach())}
+    return loss, parts
+
+
+__all__ = ["LossConfig", "compensation_loss", "limit_penalty", "spectral_shape_loss"]

@@ -1,0 +1,353 @@
+"""Training recipes: TOML files that hold every number a trained model depends on.
+
+A recipe has these sections (each optional; a missing key keeps the dataclass default, but a
+shipped recipe spells everything out so that it documents the model it produced):
+
+``[model]``       :class:`toolchain.models.seanet.SEANetConfig` fields
+``[data]``        :class:`DataConfig`: the synthetic corpus (seed, size, clip length, levels, SNR)
+``[audiograms]``  :class:`AudiogramSampling`: presets vs ``Audiogram.random`` per example
+``[train]``       :class:`TrainConfig`: seed, steps, batch, optimiser, schedule, threads
+``[loss]``        :class:`toolchain.train.losses.LossConfig`: loss weights
+``[hl]``          :class:`toolchain.models.hl_filterbank.FilterbankHLConfig`: hearing-loss model
+``[eval]``        :class:`EvalConfig`: held-out evaluation after training
+
+plus an optional top-level ``description`` string. :func:`load_recipe` accepts a bare name
+(``"default"`` → ``toolchain/train/recipes/default.toml``) or a path. Every problem raises
+:class:`RecipeError` whose message is one line naming the file and the bad section/key/value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolchain.audio.audiogram import PRESETS
+from toolchain.audio.data import NOISE_TYPES
+from toolchain.models.hl_filterbank import FilterbankHLConfig
+from toolchain.models.seanet import SEANetConfig
+from toolchain.train.losses import LossConfig
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A bad recipe file or value; ``str()`` is one line naming the file and the problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training pool drawn from ``SyntheticCorpus("train", ...)``."""
+
+    corpus_seed: int = 0
+    train_examples: int = 512            # pool size, generated once before training
+    clip_seconds: float = 1.0
+    speech_level_db_spl: tuple[float, float] = (50.0, 80.0)
+    snr_db: tuple[float, float] = (0.0, 30.0)
+    noise_probability: float = 0.7
+    noise_types: tuple[str, ...] = NOISE_TYPES
+    workers: int = 1                     # espeak-ng threads for the pool (cached on disk anyway)
+
+    def __post_init__(self) -> None:
+        if self.train_examples < 1:
+            raise ValueError(f"train_examples must be >= 1, got {self.train_examples}")
+        if self.corpus_seed < 0:
+            raise ValueError(f"corpus_seed must be >= 0, got {self.corpus_seed}")
+        if not self.clip_seconds > 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("speech_level_db_spl", "snr_db"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"{name} must be (low, high) with low <= high, got {[lo, hi]}")
+        if not 0.0 <= self.noise_probability <= 1.0:
+            raise ValueError(f"noise_probability must be in [0, 1], got {self.noise_probability}")
+        bad = [t for t in self.noise_types if t not in NOISE_TYPES]
+        if bad:
+            raise ValueError(f"unknown noise_types {bad}; expected some of {list(NOISE_TYPES)}")
+
+
+@dataclass(frozen=True)
+class AudiogramSampling:
+    """Per training example: a preset with ``preset_probability``, else ``Audiogram.random``."""
+
+    preset_probability: float = 0.3
+    presets: tuple[str, ...] = tuple(PRESETS)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.preset_probability <= 1.0:
+            raise ValueError(f"preset_probability must be in [0, 1], got {self.preset_probability}")
+        _check_presets(self.presets)
+        if self.preset_probability > 0 and not self.presets:
+            raise ValueError("preset_probability > 0 needs at least one preset")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation: AdamW with linear warm-up then a cosine (or constant) schedule."""
+
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    lr_schedule: str = "cosine"          # "cosine" (to lr * final_lr_fraction) or "constant"
+    final_lr_fraction: float = 0.05
+    warmup_steps: int = 50
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0               # max global gradient norm; 0 disables
+    threads: int = 2                     # torch CPU threads (the recipe runs on 2 cores)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        for name in ("steps", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule {self.lr_schedule!r}; expected one of {list(LR_SCHEDULES)}")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("warmup_steps, weight_decay and grad_clip must be >= 0")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of (0-based) ``step``."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        span = max(self.steps - self.warmup_steps, 1)
+        t = min(max(step - self.warmup_steps, 0) / span, 1.0)
+        lo = self.lr * self.final_lr_fraction
+        return lo + 0.5 * (self.lr - lo) * (1.0 + math.cos(math.pi * t))
+
+
+LR_SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: ``examples`` clips of the "test" split, per audiogram preset."""
+
+    presets: tuple[str, ...] = ("normal", "mild-flat", "moderate-sloping", "severe-sloping")
+    examples: int = 16
+    clip_seconds: float = 2.0
+    corpus_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_presets(self.presets)
+        if self.examples < 1:
+            raise ValueError(f"examples must be >= 1, got {self.examples}")
+        if not self.clip_seconds > 0:
+            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+        if self.corpus_seed < 0:
+            raise ValueError(f"corpus_seed must be >= 0, got {self.corpus_seed}")
+
+
+def _check_presets(names: tuple[str, ...]) -> None:
+    bad = [p for p in names if p not in PRESETS]
+    if bad:
+        raise ValueError(f"unknown audiogram presets {bad}; valid presets: {', '.join(sorted(PRESETS))}")
+
+
+# section name → (Recipe attribute type, how to build it from a checked dict)
+_SECTIONS: dict[str, type] = {
+    "model": SEANetConfig,
+    "data": DataConfig,
+    "audiograms": AudiogramSampling,
+    "train": TrainConfig,
+    "loss": LossConfig,
+    "hl": FilterbankHLConfig,
+    "eval": EvalConfig,
+}
+_TOP_LEVEL_KEYS = {"description": str}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe. ``name`` is the file stem; ``source`` the file it came from (if any)."""
+
+    name: str = "custom"
+    description: str = ""
+    model: SEANetConfig = field(default_factory=SEANetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    audiograms: AudiogramSampling = field(default_factory=AudiogramSampling)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    hl: FilterbankHLConfig = field(default_factory=FilterbankHLConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, numbers, strings): the TOML content, for checkpoints."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description}
+        for section in _SECTIONS:
+            out[section] = _plain(dataclasses.asdict(getattr(self, section)))
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, name: str = "custom", source: str = "<dict>") -> "Recipe":
+        """Build from a dict shaped like the TOML file (``to_dict`` output is accepted too)."""
+        d = dict(d)
+        name = d.pop("name", name)
+        kwargs: dict[str, Any] = {"name": str(name), "source": None if source == "<dict>" else source}
+        for key, value in d.items():
+            if key in _TOP_LEVEL_KEYS:
+                if not isinstance(value, _TOP_LEVEL_KEYS[key]):
+                    raise RecipeError(f"{source}: {key} = {value!r}: expected a string")
+                kwargs[key] = value
+            elif key in _SECTIONS:
+                if not isinstance(value, dict):
+                    raise RecipeError(f"{source}: '{key}' must be a section [{key}], got {value!r}")
+                kwargs[key] = _build_section(key, _SECTIONS[key], value, source)
+            else:
+                raise RecipeError(f"{source}: unknown section or key '{key}'; expected sections "
+                                  f"{', '.join('[' + s + ']' for s in _SECTIONS)} and optional 'description'")
+        return cls(**kwargs)
+
+    def replace(self, **sections: Any) -> "Recipe":
+        """A copy with whole sections (or name/description) replaced."""
+        return dataclasses.replace(self, **sections)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}s"
+        return f"a list of {len(args)} {_type_name(args[0])}s" if len(set(args)) == 1 \
+            else f"a list of ({', '.join(_type_name(a) for a in args)})"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    return {bool: "boolean", int: "integer", float: "number", str: "string",
+            type(None): "nothing"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+class _BadType(Exception):
+    pass
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` checked against the type ``hint`` (ints accepted for floats, lists for tuples)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(value, arg)
+            except _BadType:
+                continue
+        raise _BadType
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _BadType
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise _BadType
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _BadType
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _BadType
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _BadType
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _BadType
+        return value
+    if hint is type(None):
+        if value is not None:
+            raise _BadType
+        return None
+    raise _BadType  # pragma: no cover - a field type this loader does not know
+
+
+def _build_section(section: str, cls: type, table: dict[str, Any], source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in hints or key not in fields:
+            raise RecipeError(f"{source}: unknown key '{key}' in [{section}]; "
+                              f"expected one of {', '.join(fields)}")
+        if isinstance(value, dict):
+            raise RecipeError(f"{source}: [{section}] {key} is a table; expected {_type_name(hints[key])}")
+        try:
+            kwargs[key] = _coerce(value, hints[key])
+        except _BadType:
+            raise RecipeError(f"{source}: [{section}] {key} = {value!r}: expected "
+                              f"{_type_name(hints[key])}") from None
+    try:
+        if cls is SEANetConfig:
+            return SEANetConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()})
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise RecipeError(f"{source}: [{section}] {exc}") from None
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A bare name (no ``/``, no ``.toml``) → ``RECIPES_DIR/<name>.toml``; anything else a path."""
+    s = str(name_or_path)
+    if isinstance(name_or_path, str) and "/" not in s and "\\" not in s and not s.endswith(".toml"):
+        return RECIPES_DIR / f"{s}.toml"
+    return Path(name_or_path)
+
+
+def available_recipes() -> list[str]:
+    """Names of the recipes shipped in ``RECIPES_DIR``."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read and validate a recipe; every problem → :class:`RecipeError` naming the file."""
+    path = recipe_path(name_or_path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found (shipped recipes: "
+                          f"{', '.join(available_recipes()) or 'none'})") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a directory, not a recipe file") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: recipe is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)".
+        raise RecipeError(f"{path}: invalid TOML: {exc}") from None
+    if "name" in data:
+        raise RecipeError(f"{path}: unknown key 'name' (a recipe's name is its file name)")
+    return Recipe.from_dict(data, name=path.stem, source=str(path))
+
+
+__all__ = ["AudiogramSampling", "DataConfig", "EvalConfig", "Recipe", "RecipeError", "TrainConfig",
+           "RECIPES_DIR", "available_recipes", "load_recipe", "recipe_path"]
