@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
@@ -22,6 +21,8 @@ Typical use:
   toolchain export --target rpi --preset moderate-sloping --out out/bundle-rpi4
   toolchain inspect out/bundle-rpi4                  validate a bundle, show its manifest
   toolchain run out/bundle-rpi4 --input in.wav --output out.wav
+  toolchain stream out/bundle-rpi4 --device jack     live duplex audio (Ctrl-C stops)
+  toolchain bench out/bundle-rpi4 --loopback jack --json bench.json --plot bench.png
 """
 
 
@@ -34,21 +35,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that describe a user's mistake (imported lazily: torch/TF are slow)."""
+def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
+    """Exception types that describe a user's mistake (imported lazily: torch/TF are slow).
+
+    ``ExportError`` lives beside torch; it is only looked up for the commands that use torch, so
+    ``run``/``stream``/``bench`` on a runtime backend start in a second, not in five.
+    """
     from runtime.backends.base import BackendError
     from runtime.boards import BoardError
     from runtime.bundle import BundleError
+    from runtime.cli import user_errors
     from toolchain.audio.audiogram import AudiogramError
     from toolchain.audio.io import AudioFileError
 
-    errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError]
-    try:
-        from toolchain.export.pipeline import ExportError
+    errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError,
+                                       *user_errors()]
+    if command in (None, "export") or "torch" in sys.modules:
+        try:
+            from toolchain.export.pipeline import ExportError
 
-        errs.append(ExportError)
-    except ImportError:  # torch missing on a runtime-only install: export cannot be the command anyway
-        pass
+            errs.append(ExportError)
+        except ImportError:  # torch missing on a runtime-only install: export cannot be the command anyway
+            pass
     return tuple(errs)
 
 
@@ -199,36 +207,53 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------- run
+# ----------------------------------------------------------------- run / stream / bench
+def _extra_backends(args: argparse.Namespace) -> dict[str, Callable[[Any, int], Any]]:
+    """Backends only the toolchain can build: the torch reference (fp32, the exported model's source)."""
+
+    def torch_backend(bundle: Any, threads: int) -> Any:
+        from toolchain.export.torch_backend import TorchBackend
+
+        return TorchBackend(bundle, getattr(args, "checkpoint", None), num_threads=threads)
+
+    return {"torch": torch_backend}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    """The runtime's offline run (runtime.cli.run_file), with the dB SPL summary of the toolchain."""
     import numpy as np
 
-    from runtime.bundle import load_bundle
-    from runtime.engine import Engine
-    from toolchain.audio.io import read_wav, resample, write_wav_atomic
+    from runtime.cli import run_file
     from toolchain.audio.levels import DEFAULT_CALIBRATION
 
-    bundle = load_bundle(args.bundle)
-    x, sr = read_wav(args.input)
     con = _console()
-    rate = bundle.manifest.sample_rate
-    if sr != rate:
-        con.print(f"note: {args.input} is {sr} Hz; resampling to the model's {rate} Hz")
-        x = resample(x, sr, rate)
-    engine = Engine(bundle, backend=args.backend, num_threads=args.threads)
-    t0 = time.perf_counter()
-    y = engine.run(x)
-    dt = time.perf_counter() - t0
-    write_wav_atomic(args.output, y, rate)
-    st = engine.stats()
+    rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
+                   host_block=args.host_block, extra_backends=_extra_backends(args), notice=con.print)
+    from runtime.bundle import load_bundle
+
+    m = load_bundle(args.bundle).manifest
+    x, y, rate, st = rep.x, rep.y, rep.sample_rate, rep.stats
     level = DEFAULT_CALIBRATION.level_db_spl
     con.print(f"{args.input} → {args.output}: {len(x) / rate:.2f} s through {args.backend} "
-              f"({bundle.manifest.model}, {bundle.manifest.audiogram['name'] if bundle.manifest.audiogram else 'unfitted'})")
-    con.print(f"  level {level(x):.1f} → {level(y):.1f} dB SPL, peak {np.max(np.abs(y)):.3f} (limit {engine.output_limit:g}), "
-              f"real-time factor {dt / (len(x) / rate):.3f}, latency {bundle.manifest.algorithmic_latency_ms:.2f} ms")
+              f"({m.model}, {m.audiogram['name'] if m.audiogram else 'unfitted'})")
+    con.print(f"  level {level(x):.1f} → {level(y):.1f} dB SPL, peak {np.max(np.abs(y)):.3f} (limit {rep.output_limit:g}), "
+              f"real-time factor {rep.rtf:.3f}, latency {m.algorithmic_latency_ms:.2f} ms")
     con.print(f"  blocks {st['blocks']}, limiter active on {st['limiter_samples']} samples, "
-              f"non-finite inputs {st['nonfinite_inputs']}, max block {st['max_block_us']:.0f} µs")
+              f"non-finite inputs {st['nonfinite_inputs']}, block compute p50 {st['recent_p50_us']:.0f} µs / "
+              f"p99 {st['recent_p99_us']:.0f} µs, late blocks {st['late_blocks']}")
     return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from runtime.cli import cmd_stream as runtime_stream
+
+    return runtime_stream(args, _extra_backends(args))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from runtime.cli import cmd_bench as runtime_bench
+
+    return runtime_bench(args, _extra_backends(args))
 
 
 # ------------------------------------------------------------------------------ main
@@ -265,25 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("bundle", help="bundle directory")
     i.set_defaults(func=cmd_inspect)
 
-    r = sub.add_parser("run", help="stream a wav file through a bundle offline, block by block",
-                       description="Stream a wav through the engine (re-blocking, limiter, counters) and write the "
-                       "result atomically. Resamples with a notice when the file's rate differs from the model's.")
-    r.add_argument("bundle", help="bundle directory")
-    r.add_argument("--input", required=True, help="mono wav file")
-    r.add_argument("--output", required=True, help="wav file to write (PCM 16)")
-    r.add_argument("--backend", default="litert", choices=None, help=f"one of {', '.join(BACKENDS)} (default litert)")
-    r.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
+    from runtime.cli import add_bench_parser, add_run_parser, add_stream_parser
+
+    names = [*BACKENDS, "torch"]
+    ckpt_help = "checkpoint for --backend torch (default: the one the manifest names, beside the bundle or shipped)"
+    r = add_run_parser(sub, names)
+    r.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
     r.set_defaults(func=cmd_run)
+    st = add_stream_parser(sub, names)
+    st.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
+    st.set_defaults(func=cmd_stream)
+    bn = add_bench_parser(sub, names)
+    bn.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
+    bn.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    errors = _user_errors()
     try:
         return int(args.func(args) or 0)
-    except errors as e:
+    except _user_errors(args.command) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         print(f"toolchain {args.command}: error: {msg}", file=sys.stderr)
         return USER_ERROR

@@ -8,7 +8,7 @@
  *          data: weights[C_out][K][C_in] int8, zero pad to 4, bias[C_out], multiplier[C_out], shift[C_out] int32
  *   PRELU  input_zp, alpha_zp, output_zp, multiplier_pos, shift_pos, multiplier_neg, shift_neg, alpha_count
  *          data: alpha[alpha_count] int8
- *   ADD    input1_zp, input2_zp, output_zp, left_shift, m1, s1, m2, s2, m_out, s_out, act_min, act_max
+ *   ADD    input1_zp, input2_zp, output_zp, left_shift, m1, s1, m2, s2, m_out, s_out, act_min, act_max, mode
  *   CONCAT (none)   inputs 1..HX_MAX_OP_INPUTS, concatenated in order
  *   COPY   src_offset, bytes
  */
@@ -95,10 +95,24 @@ static int hx_disjoint(const hx_tinfo *a, const hx_tinfo *b) {
     return a->region != b->region || a->offset + a->bytes <= b->offset || b->offset + b->bytes <= a->offset;
 }
 
-/* Check one op record; adds its CONV channels to *conv_channels. */
+/* Distinct byte values among n bytes. */
+static uint64_t hx_distinct(const uint8_t *p, uint64_t n) {
+    uint8_t seen[256];
+    uint64_t i, d = 0;
+    memset(seen, 0, sizeof(seen));
+    for (i = 0; i < n; ++i) {
+        if (!seen[p[i]]) {
+            seen[p[i]] = 1;
+            ++d;
+        }
+    }
+    return d;
+}
+
+/* Check one op record; adds the arena bytes of its set-up tables to *param_bytes. */
 static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n_tensors, uint32_t table,
                              uint64_t state_bytes, uint64_t scratch_bytes, uint64_t data_lo, uint64_t data_hi,
-                             uint64_t *conv_channels) {
+                             uint64_t *param_bytes) {
     int32_t w[HXO_WORDS];
     hx_tinfo tin[HX_MAX_OP_INPUTS];
     hx_tinfo tout;
@@ -189,7 +203,7 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
         if (!hx_disjoint(&tin[0], &tout)) {
             return HX_E_MALFORMED;
         }
-        *conv_channels += c_out;
+        *param_bytes += 12u * c_out;
         break;
     }
     case HX_OP_PRELU: {
@@ -215,6 +229,7 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
         if (!hx_same(&tin[0], &tout) && !hx_disjoint(&tin[0], &tout)) {
             return HX_E_MALFORMED;
         }
+        *param_bytes += hx_align_up(tin[0].channels, 4u) + 256u * hx_distinct(blob + d_off, alpha_count);
         break;
     }
     case HX_OP_ADD: {
@@ -243,11 +258,15 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
         if (w[HXO_P0 + 10] < -128 || w[HXO_P0 + 11] > 127 || w[HXO_P0 + 10] > w[HXO_P0 + 11]) {
             return HX_E_MALFORMED;
         }
+        if ((uint32_t)w[HXO_P0 + 12] > (uint32_t)HX_ADD_REFERENCE) {
+            return HX_E_UNSUPPORTED;
+        }
         for (i = 0; i < 2u; ++i) {
             if (!hx_same(&tin[i], &tout) && !hx_disjoint(&tin[i], &tout)) {
                 return HX_E_MALFORMED;
             }
         }
+        *param_bytes += HX_ADD_TABLE_BYTES;
         break;
     }
     case HX_OP_CONCAT: {
@@ -284,7 +303,7 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
 
 hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layout) {
     uint64_t len, n_tensors, n_ops, t_table, o_table, data_off, data_bytes, state_bytes, scratch_bytes;
-    uint64_t conv_channels = 0, total, body;
+    uint64_t param_bytes = 0, total, body;
     uint32_t i, block, in_id, out_id;
     hx_tinfo tin, tout;
     hx_status st;
@@ -306,12 +325,15 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
     if (len > (uint64_t)blob_len) {
         return HX_E_TRUNCATED;
     }
-    if (len < (uint64_t)HX_BLOB_HEADER_BYTES + 4u || hx_rd_u32(blob + HXB_HEADER_BYTES) != HX_BLOB_HEADER_BYTES) {
+    if (len < (uint64_t)HX_BLOB_HEADER_BYTES + 4u) {
         return HX_E_MALFORMED;
     }
     body = len - 4u;
     if (hx_crc32(blob, (size_t)body) != hx_rd_u32(blob + body)) {
         return HX_E_CHECKSUM;
+    }
+    if (hx_rd_u32(blob + HXB_HEADER_BYTES) != HX_BLOB_HEADER_BYTES) {
+        return HX_E_MALFORMED;
     }
 
     n_tensors = hx_rd_u32(blob + HXB_N_TENSORS);
@@ -363,7 +385,7 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
 
     for (i = 0; i < (uint32_t)n_ops; ++i) {
         st = hx_check_op(blob, blob + o_table + (size_t)i * HX_BLOB_OP_BYTES, (uint32_t)n_tensors, (uint32_t)t_table,
-                         state_bytes, scratch_bytes, data_off, data_off + data_bytes, &conv_channels);
+                         state_bytes, scratch_bytes, data_off, data_off + data_bytes, &param_bytes);
         if (st != HX_OK) {
             return st;
         }
@@ -371,14 +393,14 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
 
     layout->state_bytes = (size_t)state_bytes;
     layout->scratch_bytes = (size_t)scratch_bytes;
-    /* Every term is bounded (regions <= 1 GiB, ops <= 65536, channels <= 65536 * 2^24), but on a
+    /* Every term is bounded (regions <= 1 GiB, ops <= 65536, per-op tables <= 2^41), but on a
      * 32-bit target the sum can still exceed size_t: check before narrowing. */
     total = HX_ARENA_ALIGN + hx_align_up(state_bytes, HX_ARENA_ALIGN) + hx_align_up(scratch_bytes, HX_ARENA_ALIGN) +
-            hx_align_up(12u * conv_channels, HX_ARENA_ALIGN) + n_ops * HX_OP_SLOT_BYTES;
+            hx_align_up(param_bytes, HX_ARENA_ALIGN) + n_ops * HX_OP_SLOT_BYTES;
     if (total > (uint64_t)(size_t)-1) {
         return HX_E_UNSUPPORTED;
     }
-    layout->param_bytes = (size_t)(12u * conv_channels);
+    layout->param_bytes = (size_t)param_bytes;
     layout->op_bytes = (size_t)(n_ops * HX_OP_SLOT_BYTES);
     layout->total = (size_t)total;
     return HX_OK;

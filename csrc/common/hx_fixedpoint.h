@@ -86,6 +86,28 @@ HX_INLINE int32_t hx_requant(int32_t x, int32_t m, int32_t e, uint32_t mode) {
     return hx_mbqm(x, m, e);
 }
 
+/* x * 2^n for n >= 0 (wrapping), floor(x / 2^-n) for n < 0: NEON's vshl by a signed count. */
+HX_INLINE int32_t hx_shift_signed(int32_t x, int n) {
+    return n >= 0 ? hx_shl32(x, n) : (x >> -n);
+}
+
+/* ADD, per operand: the HX_ADD_VECTOR16 chunk form and the reference form. */
+HX_INLINE int32_t hx_add_operand_vector(int32_t v, int32_t left_shift, int32_t m, int32_t e) {
+    return hx_srdhm(hx_shift_signed(v, (int)(left_shift + e)), m);
+}
+
+HX_INLINE int32_t hx_add_operand_reference(int32_t v, int32_t left_shift, int32_t m, int32_t e) {
+    return hx_mbqm(hx_shl32(v, (int)left_shift), m, e);
+}
+
+/* ADD, output stage of the HX_ADD_VECTOR16 chunks: LiteRT narrows the rescaled sum to int16 by truncation,
+ * adds the zero point in int16 (wrapping) and saturates to int8 before the activation clamp. */
+HX_INLINE int32_t hx_add_narrow_vector(int32_t r, int32_t zp) {
+    const int32_t r16 = (int32_t)(int16_t)(uint16_t)(uint32_t)r;
+    const int32_t s16 = (int32_t)(int16_t)(uint16_t)(uint32_t)(r16 + zp);
+    return s16 < -128 ? -128 : (s16 > 127 ? 127 : s16);
+}
+
 HX_INLINE int32_t hx_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }

@@ -17,8 +17,8 @@
 
 #include "hx/hx_types.h"
 
-#if defined(HX_ARCH_REF) + defined(HX_ARCH_NEON) != 1
-#error "define exactly one of HX_ARCH_REF, HX_ARCH_NEON (build with HX_ARCH=ref|neon)"
+#if defined(HX_ARCH_REF) + defined(HX_ARCH_NEON) + defined(HX_ARCH_X86) != 1
+#error "define exactly one of HX_ARCH_REF, HX_ARCH_NEON, HX_ARCH_X86 (build with HX_ARCH=ref|neon|x86)"
 #endif
 
 /* Header fields (byte offsets). */
@@ -77,6 +77,10 @@ typedef struct hx_op {
     const int32_t *bias;                  /* CONV folded bias (arena) */
     const int32_t *mult;                  /* CONV per-channel multipliers (arena) */
     const int32_t *shift;                 /* CONV per-channel exponents (arena) */
+    const int32_t *table1;                /* ADD: operand-1 rescaling table, 256 int32 (arena) */
+    const int32_t *table2;                /* ADD: operand-2 rescaling table, 256 int32 (arena) */
+    const int8_t *luts;                   /* PRELU: n x 256 output tables (arena) */
+    const uint8_t *lut_index;             /* PRELU: table of each channel (arena) */
     union {
         hx_conv_params conv;
         hx_prelu_params prelu;
@@ -104,10 +108,13 @@ static inline int32_t hx_rd_i32(const uint8_t *p) {
 typedef struct hx_layout {
     size_t state_bytes;   /* header state_bytes */
     size_t scratch_bytes; /* header scratch_bytes */
-    size_t param_bytes;   /* 3 x 4 x sum of CONV out_channels */
+    size_t param_bytes;   /* set-up tables: CONV 12 x C_out, ADD 2048, PRELU align4(C) + 256 x distinct alphas */
     size_t op_bytes;      /* n_ops x HX_OP_SLOT_BYTES */
     size_t total;         /* arena bytes: slack + aligned regions */
 } hx_layout;
+
+/* Arena bytes of the set-up tables of one op (see hx_layout.param_bytes). */
+#define HX_ADD_TABLE_BYTES 2048u
 
 /* Full validation of a blob; fills *layout on HX_OK (hx_blob.c). */
 hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layout);

@@ -3,7 +3,8 @@
  * and opt kernel sets (they differ only in the hx_*_s8 functions linked in).
  *
  * Arena layout (each region HX_ARENA_ALIGN-aligned, base aligned up from the caller's pointer):
- *   state   | scratch (activations of one step) | params (CONV bias_eff, multiplier, shift) | op slots
+ *   state | scratch (activations of one step) | params (set-up tables: CONV bias_eff/multiplier/shift,
+ *   ADD operand tables, PRELU lookup tables) | op slots
  */
 #include <string.h>
 
@@ -12,6 +13,8 @@
 
 #if defined(HX_ARCH_NEON)
 static const char hx_arch_name[] = "neon";
+#elif defined(HX_ARCH_X86)
+static const char hx_arch_name[] = "x86";
 #else
 static const char hx_arch_name[] = "ref";
 #endif
@@ -82,8 +85,8 @@ static hx_quant hx_tensor_quant(const hx_model *m, uint32_t id) {
 
 typedef char hx_check_float[sizeof(float) == 4 ? 1 : -1];
 
-/* Decode op record i into *op; CONV per-channel arrays go to *params (advanced). */
-static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, int32_t **params) {
+/* Decode op record i into *op; its set-up tables go to *params (advanced, stays 4-aligned). */
+static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_t **params) {
     int32_t w[HXO_WORDS];
     uint32_t i, f, c;
     const uint8_t *data;
@@ -120,7 +123,7 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, int32_
         op->weights = (const int8_t *)data;
         arr = data + ((wbytes + 3u) & ~(size_t)3u);
         {
-            int32_t *bias = *params, *mult = bias + p->out_channels, *shift = mult + p->out_channels;
+            int32_t *bias = (int32_t *)(void *)*params, *mult = bias + p->out_channels, *shift = mult + p->out_channels;
             for (o = 0; o < p->out_channels; ++o) {
                 bias[o] = hx_rd_i32(arr + 4u * o);
                 mult[o] = hx_rd_i32(arr + 4u * (p->out_channels + o));
@@ -132,7 +135,7 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, int32_
             op->bias = bias;
             op->mult = mult;
             op->shift = shift;
-            *params = shift + p->out_channels;
+            *params = (uint8_t *)(shift + p->out_channels);
         }
         break;
     }
@@ -148,6 +151,14 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, int32_
         p->shift_neg = w[HXO_P0 + 6];
         p->alpha_count = (uint32_t)w[HXO_P0 + 7];
         op->weights = (const int8_t *)data;
+        {
+            uint8_t *index = *params;
+            int8_t *tables = (int8_t *)(index + ((p->channels + 3u) & ~3u));
+            const uint32_t n = hx_prelu_make_tables(p, op->weights, tables, index);
+            op->lut_index = index;
+            op->luts = tables;
+            *params = (uint8_t *)tables + (size_t)n * 256u;
+        }
         break;
     }
     case HX_OP_ADD: {
@@ -165,6 +176,14 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, int32_
         p->shift_out = w[HXO_P0 + 9];
         p->act_min = w[HXO_P0 + 10];
         p->act_max = w[HXO_P0 + 11];
+        p->mode = (uint32_t)w[HXO_P0 + 12];
+        {
+            int32_t *t1 = (int32_t *)(void *)*params, *t2 = t1 + 256;
+            hx_add_make_tables(p, t1, t2);
+            op->table1 = t1;
+            op->table2 = t2;
+            *params = (uint8_t *)(t2 + 256);
+        }
         break;
     }
     case HX_OP_CONCAT:
@@ -198,7 +217,7 @@ hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, v
     hx_status st;
     uint8_t *base;
     size_t skew;
-    int32_t *params;
+    uint8_t *params;
     hx_op *ops;
     uint32_t i, n_ops, in_id, out_id;
 
@@ -231,8 +250,8 @@ hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, v
     model->state_bytes = layout.state_bytes;
     model->scratch = model->state + hx_align(layout.state_bytes);
     model->scratch_bytes = layout.scratch_bytes;
-    params = (int32_t *)(void *)(model->scratch + hx_align(layout.scratch_bytes));
-    ops = (hx_op *)(void *)((uint8_t *)params + hx_align(layout.param_bytes));
+    params = model->scratch + hx_align(layout.scratch_bytes);
+    ops = (hx_op *)(void *)(params + hx_align(layout.param_bytes));
     model->ops = ops;
     memset(model->scratch, 0, layout.scratch_bytes);
 
@@ -261,10 +280,10 @@ static void hx_run_op(const hx_op *op) {
         hx_conv_s8(&op->p.conv, op->in[0], op->weights, op->bias, op->mult, op->shift, op->out);
         break;
     case HX_OP_PRELU:
-        hx_prelu_s8(&op->p.prelu, op->in[0], op->weights, op->out);
+        hx_lut_s8(op->p.prelu.frames, op->p.prelu.channels, op->luts, op->lut_index, op->in[0], op->out);
         break;
     case HX_OP_ADD:
-        hx_add_s8(&op->p.add, op->in[0], op->in[1], op->out);
+        hx_add_s8(&op->p.add, op->table1, op->table2, op->in[0], op->in[1], op->out);
         break;
     case HX_OP_CONCAT:
         hx_concat_s8(op->in, op->in_bytes, op->n_in, op->out);

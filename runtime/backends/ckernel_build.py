@@ -8,8 +8,10 @@ and header, the flags, the arch, the Python ABI and the cffi version, so a chang
 rebuilds and an unchanged one loads in milliseconds. Builds go to a temporary directory that is
 renamed into place, so concurrent first uses never see a half-written library.
 
-Kernel sets (``HX_ARCH``): ``ref`` (portable C) and ``neon`` (ARM NEON intrinsics, aarch64 /
-armv7 with NEON). Any other name fails; there is no silent fallback.
+Kernel sets (``HX_ARCH``): ``ref`` (portable C), ``neon`` (AArch64 NEON intrinsics) and ``x86``
+(AVX2 intrinsics, x86-64). All three compute identical results. Any other name fails; there is no
+silent fallback. The host default is ``neon`` on aarch64, ``x86`` on an x86-64 CPU with AVX2, else
+``ref``.
 
 Standard library + cffi only (this module runs on the boards).
 """
@@ -29,12 +31,14 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-ARCHS = ("ref", "neon")
+ARCHS = ("ref", "neon", "x86")
+#: Flags a kernel set needs on top of the caller's (the ISA it is written for).
+ARCH_CFLAGS = {"ref": (), "neon": (), "x86": ("-mavx2",)}
 #: Flags every build uses (the C99 dialect and the kernel-set define are added per arch).
 DEFAULT_CFLAGS = ("-O3",)
 _STRICT_CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 
-_LOADED: dict[tuple[str, str, tuple[str, ...]], ModuleType] = {}
+_LOADED: dict[tuple[str, str, str], ModuleType] = {}
 
 
 class CKernelBuildError(RuntimeError):
@@ -54,9 +58,25 @@ def cache_dir() -> Path:
     return base / "ckernel"
 
 
+def _cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "avx2" in line.split()
+    except OSError:
+        pass
+    return False
+
+
 def default_arch() -> str:
-    """``neon`` on 64-bit ARM hosts, ``ref`` elsewhere."""
-    return "neon" if platform.machine().lower() in ("aarch64", "arm64") else "ref"
+    """The fastest kernel set this host runs: ``neon`` (aarch64), ``x86`` (x86-64 with AVX2), else ``ref``."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return "neon"
+    if machine in ("x86_64", "amd64") and _cpu_has_avx2():
+        return "x86"
+    return "ref"
 
 
 def check_arch(arch: str) -> str:
@@ -90,7 +110,7 @@ def include_dirs(root: Path | None = None) -> list[Path]:
 
 def compile_flags(arch: str = "ref", extra: tuple[str, ...] | list[str] = (), *, strict: bool = True) -> list[str]:
     """Flags for compiling the library sources with any gcc/clang (cross compilers included)."""
-    flags = list(_STRICT_CFLAGS if strict else ("-std=c99",)) + [arch_define(arch)]
+    flags = list(_STRICT_CFLAGS if strict else ("-std=c99",)) + [arch_define(arch), *ARCH_CFLAGS[arch]]
     flags += [f"-I{d}" for d in include_dirs()]
     return flags + list(extra)
 
@@ -161,9 +181,6 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
     """The compiled cffi module (attributes ``ffi`` and ``lib``), building it if needed."""
     arch = check_arch(arch or os.environ.get("HX_ARCH") or default_arch())
     cflags = tuple(cflags if cflags is not None else DEFAULT_CFLAGS)
-    key = (arch, str(csrc_dir()), cflags)
-    if key in _LOADED:
-        return _LOADED[key]
     try:
         import cffi
     except ImportError:
@@ -172,6 +189,9 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
     if not (root / "include" / "hx" / "hx.h").is_file():
         raise CKernelBuildError(f"C kernel sources not found under {root} (set HX_CSRC_DIR)")
     digest = _digest(arch, cflags, root)
+    key = (arch, str(root), digest)
+    if key in _LOADED:
+        return _LOADED[key]
     modname = f"_hx_ckernel_{arch}_{digest}"
     final = cache_dir() / digest
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
@@ -196,7 +216,7 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
             ffi.set_source(modname, '#include "hx/hx.h"\n',
                            sources=[str(p) for p in source_files(arch, root=root)],
                            include_dirs=[str(d) for d in include_dirs(root)],
-                           extra_compile_args=["-std=c99", arch_define(arch), *cflags])
+                           extra_compile_args=["-std=c99", arch_define(arch), *ARCH_CFLAGS[arch], *cflags])
             log = tmp / "build.log"
             try:
                 import contextlib
@@ -208,7 +228,12 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
                 log.write_text(buf.getvalue())
             except Exception as e:  # distutils/setuptools raise several types
                 msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                raise CKernelBuildError(f"building the C kernel ({arch}) failed: {msg}") from None
+                saved = final.parent / f"build-error-{arch}.log"
+                try:
+                    saved.write_text(buf.getvalue() + "\n" + str(e) + "\n")
+                except OSError:
+                    pass
+                raise CKernelBuildError(f"building the C kernel ({arch}) failed: {msg} (log: {saved})") from None
             produced = Path(out)
             for p in tmp.iterdir():  # drop build intermediates, keep the library and the log
                 if p != produced and p != log:
@@ -231,5 +256,5 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
     return mod
 
 
-__all__ = ["ARCHS", "CKernelBuildError", "DEFAULT_CFLAGS", "arch_define", "cache_dir", "cdef_source", "check_arch",
+__all__ = ["ARCHS", "ARCH_CFLAGS", "CKernelBuildError", "DEFAULT_CFLAGS", "arch_define", "cache_dir", "cdef_source", "check_arch",
            "compile_flags", "csrc_dir", "default_arch", "find_compiler", "include_dirs", "load", "source_files"]

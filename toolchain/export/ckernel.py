@@ -20,10 +20,12 @@ region; the graph's ``state_out_NN`` (a STRIDED_SLICE of the concatenated histor
 straight back into it by a COPY op placed after the state's last reader. Everything else lives
 in the *scratch* region, planned by lifetime (elementwise ops run in place when their input dies).
 
-Conv rounding: PRELU and ADD round the same way in every LiteRT build, CONV_2D does not (it runs
-on ruy). ``conv_rounding`` picks which build the blob reproduces bit for bit: ``"double_up"``
-(default) = LiteRT on an x86 host (ruy AVX2/AVX-512), ``"single_up"`` = LiteRT on an ARM board
-(ruy NEON), ``"double_away"`` = TFLite's reference kernels / TFLite Micro.
+Targets: LiteRT builds differ in two places. CONV_2D runs on ruy, whose requantisation rounds
+differently on x86 (AVX2: two roundings half up) and ARM (NEON: one rounding); ADD runs TFLite's
+NEON kernel (on x86 through NEON_2_SSE) on 16-element chunks, which rounds each operand once,
+while the reference kernel rounds twice. ``target`` picks the build a blob reproduces bit for bit
+(:data:`TARGETS`): ``"litert-x86"`` (default; the host the tests compare against),
+``"litert-arm"`` (a board's LiteRT), ``"tflite-reference"`` (TFLite's reference kernels / TFLM).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ OP_BYTES = 128
 OP_WORDS = OP_BYTES // 4
 MAX_OP_INPUTS = 4
 OP_SLOT_BYTES = 192          # csrc/include/hx/hx_types.h HX_OP_SLOT_BYTES
+ADD_TABLE_BYTES = 2048       # csrc/common/hx_internal.h HX_ADD_TABLE_BYTES
 ARENA_ALIGN = 16             # HX_ARENA_ALIGN
 SCRATCH_ALIGN = 16
 STATE_ALIGN = 4
@@ -56,6 +59,14 @@ OP_CODES = {"CONV": 1, "PRELU": 2, "ADD": 3, "CONCAT": 4, "COPY": 5}
 OP_NAMES = {v: k for k, v in OP_CODES.items()}
 SUPPORTED_TFLITE_OPS = ("CONV_2D", "PRELU", "ADD", "CONCATENATION", "STRIDED_SLICE", "RESHAPE")
 _FUSED = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+
+#: Which LiteRT build a blob reproduces bit for bit: (CONV_2D rounding, ADD arithmetic). PRELU, CONCAT,
+#: STRIDED_SLICE and RESHAPE compute the same in all of them.
+TARGETS: dict[str, tuple[str, str]] = {
+    "litert-x86": ("double_up", "vector16"),        # LiteRT on an x86-64 host (ruy AVX2, NEON_2_SSE)
+    "litert-arm": ("single_up", "vector16"),        # LiteRT on an ARM board (ruy NEON, NEON)
+    "tflite-reference": ("double_away", "reference"),  # TFLite reference kernels (BUILTIN_REF), TFLM
+}
 _ADD_LEFT_SHIFT = 20  # TFLite add.cc, 8-bit path
 
 
@@ -195,16 +206,13 @@ def _strided_slice_range(shape: tuple[int, ...], begin, end, strides, opts) -> l
     return out
 
 
-def _build_ir(schema, model, conv_rounding: str) -> tuple[list[_Op], list[_Tensor], dict[int, int], dict[str, int], dict[str, int]]:
+def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_Op], list[_Tensor], dict[int, int], dict[str, int], dict[str, int]]:
     if len(model.subgraphs) != 1:
         raise BlobError(f"expected one subgraph, found {len(model.subgraphs)}")
     sg = model.subgraphs[0]
     tensors = _tensors(model, sg)
     alias: dict[int, int] = {}   # RESHAPE output → input (same bytes)
     ops: list[_Op] = []
-    if conv_rounding not in ref.ROUNDING_MODES:
-        raise BlobError(f"conv_rounding {conv_rounding!r}; expected one of {sorted(ref.ROUNDING_MODES)}")
-
     sigs = {(s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else s.signatureKey): s
             for s in (model.signatureDefs or [])}
     sig = sigs.get("serving_default")
@@ -322,7 +330,8 @@ def _build_ir(schema, model, conv_rounding: str) -> tuple[list[_Op], list[_Tenso
             ops.append(_Op("ADD", [ins[0], ins[1]], outs[0], dict(input1_zp=z1, input2_zp=z2, output_zp=zo,
                                                                   left_shift=_ADD_LEFT_SHIFT, multiplier1=m1, shift1=e1,
                                                                   multiplier2=m2, shift2=e2, multiplier_out=mo,
-                                                                  shift_out=eo, act_min=amin, act_max=amax),
+                                                                  shift_out=eo, act_min=amin, act_max=amax,
+                                                                  mode=add_mode),
                            b"", where))
 
         elif name == "CONCATENATION":
@@ -558,7 +567,8 @@ def _op_words(op: _Op, index: dict[int, int], data_offset: int) -> list[int]:
                   p["multiplier_neg"], p["shift_neg"], p["alpha_count"]]
     elif op.kind == "ADD":
         words += [p["input1_zp"], p["input2_zp"], p["output_zp"], p["left_shift"], p["multiplier1"], p["shift1"],
-                  p["multiplier2"], p["shift2"], p["multiplier_out"], p["shift_out"], p["act_min"], p["act_max"]]
+                  p["multiplier2"], p["shift2"], p["multiplier_out"], p["shift_out"], p["act_min"], p["act_max"],
+                  ref.ADD_MODES[p["mode"]]]
     elif op.kind == "COPY":
         words += [p["src_offset"], p["bytes"]]
     words += [0] * (OP_WORDS - len(words))
@@ -569,13 +579,17 @@ def _pack_words(words: list[int]) -> bytes:
     return b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in words)
 
 
-def tflite_to_blob(int8_tflite: bytes, *, conv_rounding: str = "double_up") -> bytes:
+def tflite_to_blob(int8_tflite: bytes, *, target: str = "litert-x86") -> bytes:
     """The C-kernel blob of a full-integer step graph (``serving_default``: ``x``, ``state_in_NN`` → ``y``, ``state_out_NN``).
 
+    ``target`` names the LiteRT build whose arithmetic the blob reproduces bit for bit (:data:`TARGETS`).
     Raises :class:`BlobError` naming the op for anything the kernel cannot compute exactly.
     """
+    if target not in TARGETS:
+        raise BlobError(f"target {target!r}; expected one of {sorted(TARGETS)}")
+    conv_rounding, add_mode = TARGETS[target]
     schema, model = _load(int8_tflite)
-    ops, tensors, alias, sig_in, sig_out = _build_ir(schema, model, conv_rounding)
+    ops, tensors, alias, sig_in, sig_out = _build_ir(schema, model, conv_rounding, add_mode)
     plan = _plan(ops, tensors, alias, sig_in, sig_out)
     ops = plan["ops"]
     records = plan["tensor_records"]
@@ -655,7 +669,18 @@ class BlobModel:
 
     @property
     def param_bytes(self) -> int:
-        return 12 * sum(self.tensors[op.output].channels for op in self.ops if op.kind == "CONV")
+        """Arena bytes of the set-up tables (csrc/common/hx_blob.c): CONV 12 x C_out, ADD 2 x 256 int32,
+        PRELU one byte per channel (4-aligned) + 256 bytes per distinct alpha value."""
+        total = 0
+        for op in self.ops:
+            if op.kind == "CONV":
+                total += 12 * self.tensors[op.output].channels
+            elif op.kind == "ADD":
+                total += ADD_TABLE_BYTES
+            elif op.kind == "PRELU":
+                c = self.tensors[op.inputs[0]].channels
+                total += -(-c // 4) * 4 + 256 * len(set(op.alpha.tolist()))
+        return total
 
     @property
     def arena_bytes(self) -> int:
@@ -722,8 +747,9 @@ def parse_blob(blob: bytes) -> BlobModel:
             op.alpha = np.frombuffer(data[:op.params["alpha_count"]], dtype=np.int8)
         elif kind == "ADD":
             names = ("input1_zp", "input2_zp", "output_zp", "left_shift", "multiplier1", "shift1", "multiplier2",
-                     "shift2", "multiplier_out", "shift_out", "act_min", "act_max")
-            op.params = dict(zip(names, P[:12]))
+                     "shift2", "multiplier_out", "shift_out", "act_min", "act_max", "mode")
+            op.params = dict(zip(names, P[:13]))
+            op.params["mode"] = {v: k for k, v in ref.ADD_MODES.items()}[op.params["mode"]]
         elif kind == "COPY":
             op.params = dict(src_offset=P[0], bytes=P[1])
         ops.append(op)
@@ -741,6 +767,8 @@ def describe_blob(blob: bytes) -> dict[str, Any]:
     macs = sum(m.tensors[op.output].frames * op.weights.size for op in m.ops if op.kind == "CONV")
     tin, tout = m.tensors[m.input_tensor], m.tensors[m.output_tensor]
     rounding = sorted({op.params["rounding"] for op in m.ops if op.kind == "CONV"})
+    add_modes = sorted({op.params["mode"] for op in m.ops if op.kind == "ADD"})
+    target = [t for t, (c, a) in TARGETS.items() if [c] == rounding and [a] == add_modes]
     return {
         "format_version": m.version,
         "blob_bytes": m.blob_bytes,
@@ -756,7 +784,9 @@ def describe_blob(blob: bytes) -> dict[str, Any]:
         "n_tensors": len(m.tensors),
         "n_states": len(m.state_tensors()),
         "op_counts": counts,
+        "target": target[0] if target else None,
         "conv_rounding": rounding,
+        "add_mode": add_modes,
         "input_quant": {"scale": tin.scale, "zero_point": tin.zero_point},
         "output_quant": {"scale": tout.scale, "zero_point": tout.zero_point},
     }
@@ -795,5 +825,5 @@ def blob_to_c_header(blob: bytes, name: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BlobError", "BlobModel", "BlobOp", "BlobTensor", "FORMAT_VERSION", "MAGIC", "SUPPORTED_TFLITE_OPS",
+__all__ = ["BlobError", "BlobModel", "BlobOp", "BlobTensor", "FORMAT_VERSION", "MAGIC", "SUPPORTED_TFLITE_OPS", "TARGETS",
            "blob_to_c_header", "describe_blob", "parse_blob", "tflite_to_blob"]

@@ -11,16 +11,21 @@ Fixed-point requantisation, as in TFLite (``tflite/kernels/internal/common.h``) 
 * a real multiplier ``r > 0`` is stored as ``(m, e)`` with ``r ≈ m · 2^(e-31)``,
   ``m ∈ [2^30, 2^31)`` (:func:`quantize_multiplier`, TFLite's ``QuantizeMultiplier``:
   ``frexp`` in double precision, the mantissa rounded half away from zero);
-* applying it to an int32 ``x`` rounds ``x · m · 2^(e-31)`` back to an integer. Three rounding
-  schemes exist in the LiteRT builds we compare against (:data:`ROUNDING_MODES`):
+* applying it to an int32 ``x`` (after a wrapping left shift by ``max(e, 0)``) rounds
+  ``x · m · 2^(e-31)`` back to an integer. Three rounding schemes exist in the LiteRT builds we
+  compare against (:data:`ROUNDING_MODES`):
 
-  ``"double_away"``  gemmlowp's ``SaturatingRoundingDoublingHighMul`` then
-                     ``RoundingDivideByPOT``: two roundings, each half away from zero.
-                     TFLite's reference kernels and its PRELU / ADD kernels on every CPU.
+  ``"double_away"``  gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``round(x·m / 2^31)``, ties
+                     up) then ``RoundingDivideByPOT`` (ties away from zero). TFLite's reference
+                     kernels, and its PRELU / ADD kernels on every CPU.
   ``"double_up"``    ruy's x86 AVX2 / AVX-512 kernels (the CONV_2D GEMM on an x86 host):
-                     ``(x·m + 2^30) >> 31`` then a rounding right shift, both half up.
-  ``"single_up"``    ruy's reference and NEON kernels (CONV_2D on an ARM board), and
-                     TFLite built with ``TFLITE_SINGLE_ROUNDING``: one rounding, half up.
+                     ``(x·m + 2^30) >> 31`` then a rounding right shift, both ties up.
+  ``"single_up"``    ruy's reference and NEON kernels (CONV_2D on an ARM board), and TFLite built
+                     with ``TFLITE_SINGLE_ROUNDING``: one rounding, ties up.
+
+ADD has two variants of its own (:data:`ADD_MODES`, see :func:`add_s8`): LiteRT's optimized kernel
+(TFLite's NEON code, compiled through NEON_2_SSE on x86) rounds each operand once on 16-element
+chunks, the reference kernel twice.
 
 Arrays are ``(frames, channels)`` int8 (NWC with the batch and H = 1 dropped), exactly the
 memory layout the C kernel uses.
@@ -92,9 +97,9 @@ def _wrap32(x: np.ndarray) -> np.ndarray:
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def _shift_left32(x, n: int) -> np.ndarray:
+def _shift_left32(x, n) -> np.ndarray:
     """``x * 2^n`` wrapped to int32, ``n`` in [0, 31] (the C code shifts as uint32)."""
-    return _wrap32(_i64(x) << int(n))
+    return _wrap32(_i64(x) << _i64(n))
 
 
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
@@ -107,11 +112,11 @@ def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
     return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
 
 
-def rounding_divide_by_pot(x, exponent: int) -> np.ndarray:
-    """gemmlowp: ``round_half_away(x / 2^exponent)``, ``exponent`` in [0, 31]."""
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp: ``x / 2^exponent`` rounded half away from zero, ``exponent`` in [0, 31] (broadcasts)."""
     x = _i64(x)
-    e = int(exponent)
-    mask = (1 << e) - 1
+    e = _i64(exponent)
+    mask = (np.int64(1) << e) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
     return (x >> e) + (remainder > threshold)
@@ -119,27 +124,18 @@ def rounding_divide_by_pot(x, exponent: int) -> np.ndarray:
 
 def requantize(x, multiplier, shift, mode: str = "double_away") -> np.ndarray:
     """Apply ``(multiplier, shift)`` to int32 ``x`` (broadcasting) with rounding ``mode``."""
-    x = _i64(x)
-    m = _i64(multiplier)
-    s = _i64(shift)
-    x, m, s = np.broadcast_arrays(x, m, s)
-    out = np.empty(x.shape, dtype=np.int64)
-    for sv in np.unique(s):
-        sel = s == sv
-        sv = int(sv)
-        left, right = max(sv, 0), max(-sv, 0)
-        xs = _shift_left32(x[sel], left)
-        if mode == "double_away":
-            out[sel] = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, m[sel]), right)
-        elif mode == "double_up":
-            t = (xs * m[sel] + (1 << 30)) >> 31
-            out[sel] = (t + ((1 << right) >> 1)) >> right
-        elif mode == "single_up":
-            total = 31 + right
-            out[sel] = (xs * m[sel] + (1 << (total - 1))) >> total
-        else:
-            raise ValueError(f"unknown rounding mode {mode!r}; expected one of {sorted(ROUNDING_MODES)}")
-    return out
+    x, m, s = np.broadcast_arrays(_i64(x), _i64(multiplier), _i64(shift))
+    left, right = np.maximum(s, 0), np.maximum(-s, 0)
+    xs = _wrap32(x << left)
+    if mode == "double_away":
+        return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(xs, m), right)
+    if mode == "double_up":
+        t = (xs * m + (1 << 30)) >> 31
+        return (t + ((np.int64(1) << right) >> 1)) >> right
+    if mode == "single_up":
+        total = 31 + right
+        return (xs * m + (np.int64(1) << (total - 1))) >> total
+    raise ValueError(f"unknown rounding mode {mode!r}; expected one of {sorted(ROUNDING_MODES)}")
 
 
 def _clamp_s8(x, lo: int = -128, hi: int = 127) -> np.ndarray:
@@ -195,17 +191,49 @@ def prelu_s8(x: np.ndarray, alpha: np.ndarray, *, input_zp: int, alpha_zp: int, 
     return _clamp_s8(np.where(v >= 0, pos, neg) + int(output_zp))
 
 
+#: ADD arithmetic variants, by blob code: LiteRT's optimized kernel (NEON on ARM, NEON_2_SSE on x86
+#: builds with SSE4.1) and TFLite's reference kernel.
+ADD_MODES: dict[str, int] = {"vector16": 0, "reference": 1}
+
+
+def _shift_signed(x, n) -> np.ndarray:
+    """NEON ``vshl`` by a signed count: ``x << n`` (wrapping) for n >= 0, ``floor(x / 2^-n)`` otherwise."""
+    x, n = np.broadcast_arrays(_i64(x), _i64(n))
+    return np.where(n >= 0, _wrap32(x << np.maximum(n, 0)), x >> np.maximum(-n, 0))
+
+
 def add_s8(a: np.ndarray, b: np.ndarray, *, input1_zp: int, input2_zp: int, output_zp: int, left_shift: int,
            multiplier1: int, shift1: int, multiplier2: int, shift2: int, multiplier_out: int, shift_out: int,
-           act_min: int = -128, act_max: int = 127) -> np.ndarray:
-    """TFLite int8 ADD (general rescaling path, ``left_shift`` = 20), same shapes."""
-    a, b = _i64(a), _i64(b)
+           act_min: int = -128, act_max: int = 127, mode: str = "vector16") -> np.ndarray:
+    """TFLite int8 ADD (general rescaling path, ``left_shift`` = 20), equal shapes, flattened order.
+
+    ``mode="reference"``: TFLite's reference kernel for every element: each operand
+    ``rdbpot(srdhm((q - zp) << left_shift, m), -shift)``, the sum ``rdbpot(srdhm(sum, m_out), -s_out)``.
+    ``mode="vector16"``: LiteRT's optimized kernel (``AddElementwiseInt8``), whose NEON body (also used
+    on x86 through NEON_2_SSE) handles whole chunks of 16 elements with a single rounding per operand,
+    ``srdhm((q - zp) << (left_shift + shift), m)``, and narrows the output through int16 (truncate, add
+    the zero point with int16 wrap-around, saturate to int8); the remaining ``n % 16`` elements take the
+    reference path.
+    """
+    a, b = _i64(a).reshape(-1), _i64(b).reshape(-1)
     if a.shape != b.shape:
         raise ValueError(f"ADD operands differ in shape: {a.shape} vs {b.shape}")
-    sa = requantize(_shift_left32(a - int(input1_zp), left_shift), multiplier1, shift1, "double_away")
-    sb = requantize(_shift_left32(b - int(input2_zp), left_shift), multiplier2, shift2, "double_away")
-    raw = requantize(_wrap32(sa + sb), multiplier_out, shift_out, "double_away") + int(output_zp)
-    return _clamp_s8(raw, act_min, act_max)
+    if mode not in ADD_MODES:
+        raise ValueError(f"unknown ADD mode {mode!r}; expected one of {sorted(ADD_MODES)}")
+    va, vb = a - int(input1_zp), b - int(input2_zp)
+    ref_a = requantize(_shift_left32(va, left_shift), multiplier1, shift1, "double_away")
+    ref_b = requantize(_shift_left32(vb, left_shift), multiplier2, shift2, "double_away")
+    out = requantize(_wrap32(ref_a + ref_b), multiplier_out, shift_out, "double_away") + int(output_zp)
+    out = np.clip(out, -128, 127)
+    n16 = a.size // 16 * 16 if mode == "vector16" else 0
+    if n16:
+        sa = saturating_rounding_doubling_high_mul(_shift_signed(va[:n16], left_shift + shift1), multiplier1)
+        sb = saturating_rounding_doubling_high_mul(_shift_signed(vb[:n16], left_shift + shift2), multiplier2)
+        r = requantize(_wrap32(sa + sb), multiplier_out, shift_out, "double_away")
+        r16 = ((r + (1 << 15)) & 0xFFFF) - (1 << 15)                       # vmovn_s32: keep the low 16 bits
+        s16 = ((r16 + int(output_zp) + (1 << 15)) & 0xFFFF) - (1 << 15)    # vaddq_s16 wraps
+        out[:n16] = np.clip(s16, -128, 127)                                # vqmovn_s16 saturates
+    return _clamp_s8(out, act_min, act_max)
 
 
 def concat_s8(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -332,7 +360,7 @@ class BlobRunner:
                            output_zp=p["output_zp"], left_shift=p["left_shift"], multiplier1=p["multiplier1"],
                            shift1=p["shift1"], multiplier2=p["multiplier2"], shift2=p["shift2"],
                            multiplier_out=p["multiplier_out"], shift_out=p["shift_out"],
-                           act_min=p["act_min"], act_max=p["act_max"])
+                           act_min=p["act_min"], act_max=p["act_max"], mode=p["mode"])
             elif op.kind == "CONCAT":
                 y = concat_s8([v.reshape(-1, out.shape[1]) for v in ins])
             elif op.kind == "COPY":
@@ -356,7 +384,7 @@ def run_blob(blob: bytes, x_q: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "ROUNDING_MODES", "BlobRunner", "activation_range", "add_multipliers", "add_s8", "concat_s8", "conv_multipliers",
+    "ADD_MODES", "ROUNDING_MODES", "BlobRunner", "activation_range", "add_multipliers", "add_s8", "concat_s8", "conv_multipliers",
     "conv_out_frames", "conv_s8", "prelu_multipliers", "prelu_s8", "quantize_multiplier",
     "quantize_multiplier_smaller_than_one", "requantize", "rounding_divide_by_pot",
     "saturating_rounding_doubling_high_mul", "run_blob", "slice_s8",

@@ -57,6 +57,7 @@ class TrainResult:
     device: str
     wall_time_s: float                  # whole run: pool generation, training, evaluation, save
     train_time_s: float                 # the optimisation loop alone
+    cpu_time_s: float                   # process CPU time of the whole run (all threads)
     final_train_loss: float             # mean total loss over the last (up to) 20 steps
     loss_history: list[float] = field(default_factory=list)
     eval: list[dict[str, Any]] = field(default_factory=list)
@@ -65,8 +66,8 @@ class TrainResult:
         """The JSON summary written beside the checkpoint (no loss history)."""
         d = asdict(self)
         d.pop("loss_history")
-        d["out_path"] = str(self.out_path)
-        return d
+        d.pop("out_path")
+        return {"checkpoint": self.out_path.name, **d}
 
 
 # ---------------------------------------------------------------------------- data
@@ -82,7 +83,7 @@ def generate_pool(corpus: SyntheticCorpus, *, progress: Any = None, chunk: int =
     n = corpus.config.num_samples
     noisy = np.empty((len(corpus), n), dtype=np.float32)
     clean = np.empty((len(corpus), n), dtype=np.float32)
-    task = None if progress is None else progress.add_task(f"corpus {corpus.split}", total=len(corpus), loss=float("nan"))
+    task = None if progress is None else progress.add_task(f"corpus {corpus.split}", total=len(corpus), info="")
     for start in range(0, len(corpus), chunk):
         idx = list(range(start, min(start + chunk, len(corpus))))
         noisy[idx], clean[idx] = corpus.batch(idx)
@@ -143,6 +144,7 @@ def evaluate(model: SEANet, hl: FilterbankHearingLoss, recipe: Recipe, noisy: np
             "input_level_db_spl": round(float(np.mean(DEFAULT_CALIBRATION.level_db_spl(noisy, axis=-1))), 2),
             "output_level_db_spl": round(float(np.mean(DEFAULT_CALIBRATION.level_db_spl(y_np, axis=-1))), 2),
             "output_peak": round(float(np.max(np.abs(y_np))), 4),
+            "output_over_limit_fraction": float(np.mean(np.abs(y_np) > recipe.loss.output_limit)),
         })
     return rows
 
@@ -160,7 +162,7 @@ def _progress_bar() -> Any:
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(), transient=False,
     )
 
@@ -178,7 +180,7 @@ def train_compensator(
     ``max_steps`` caps the number of steps (tests, quick looks); the learning-rate schedule
     still follows ``recipe.train.steps``. Returns a :class:`TrainResult`.
     """
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     if recipe.hl.sample_rate != recipe.model.sample_rate:
         raise ValueError(f"recipe {recipe.name}: [hl] sample_rate {recipe.hl.sample_rate} differs from "
                          f"[model] sample_rate {recipe.model.sample_rate}")
@@ -214,7 +216,7 @@ def train_compensator(
         order = _BatchOrder(len(noisy_np), cfg.batch_size, rng)
 
         history: list[float] = []
-        task = None if bar is None else bar.add_task("train", total=steps, loss=float("nan"))
+        task = None if bar is None else bar.add_task("train", total=steps, info="loss -")
         t_train = time.perf_counter()
         ema = math.nan
         model.train()
@@ -235,7 +237,7 @@ def train_compensator(
             history.append(parts["total"])
             ema = parts["total"] if math.isnan(ema) else 0.95 * ema + 0.05 * parts["total"]
             if task is not None:
-                bar.update(task, advance=1, loss=ema)
+                bar.update(task, advance=1, info=f"loss {ema:.3f}")
         train_time = time.perf_counter() - t_train
 
         model = model.eval()
@@ -245,6 +247,7 @@ def train_compensator(
         wall = time.perf_counter() - t_start
         result = TrainResult(out_path=out_path, recipe_name=recipe.name, seed=cfg.seed, steps=steps,
                              device=dev, wall_time_s=round(wall, 2), train_time_s=round(train_time, 2),
+                             cpu_time_s=round(time.process_time() - cpu_start, 2),
                              final_train_loss=final, loss_history=history, eval=eval_rows)
         extra = {
             "recipe": recipe.to_dict(),
@@ -253,14 +256,17 @@ def train_compensator(
             "steps": steps,
             "device": dev,
             "threads": cfg.threads,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "wall_time_s": result.wall_time_s,
             "train_time_s": result.train_time_s,
+            "cpu_time_s": result.cpu_time_s,
             "final_train_loss": final,
             "eval": eval_rows,
         }
         save_seanet(model.cpu(), str(out_path), extra=extra)
-        _write_json(out_path.with_suffix(".json"), result.summary() | {"recipe": recipe.to_dict()})
+        _write_json(out_path.with_suffix(".json"),
+                    result.summary() | {"threads": cfg.threads, "torch": str(torch.__version__),
+                                        "recipe": recipe.to_dict()})
         return result
     finally:
         if bar is not None:

@@ -67,7 +67,7 @@ size_t hx_model_state_bytes(const hx_model *model);
 hx_status hx_model_get_state(const hx_model *model, uint8_t *buf, size_t len);
 hx_status hx_model_set_state(hx_model *model, const uint8_t *buf, size_t len);
 
-/* "ref" or "neon": the kernel set this library was built with (HX_ARCH). */
+/* "ref", "neon" or "x86": the kernel set this library was built with (HX_ARCH). */
 const char *hx_arch(void);
 
 /* Human-readable name of a status code ("HX_OK", "HX_E_CHECKSUM", ...). */
@@ -104,12 +104,14 @@ uint32_t hx_prelu_make_tables(const hx_prelu_params *params, const int8_t *alpha
 void hx_lut_s8(uint32_t frames, uint32_t channels, const int8_t *tables, const uint8_t *table_index,
                const int8_t *in, int8_t *out);
 
-/* The per-input halves of ADD: table1[(uint8_t)q] = mbqm((q - input1_zp) << left_shift, multiplier1, shift1),
- * table2 likewise (256 int32 each). */
+/* The per-operand halves of ADD, one int32 per input byte q (index (uint8_t)q): the scaled operand of
+ * the chunked elements for HX_ADD_VECTOR16 (srdhm((q - zp) << (left_shift + shift), m)), of every element
+ * for HX_ADD_REFERENCE (rdbpot(srdhm((q - zp) << left_shift, m), -shift)). 256 int32 each. */
 void hx_add_make_tables(const hx_add_params *params, int32_t *table1, int32_t *table2);
 
 /* ADD of two equally shaped tensors with the tables of hx_add_make_tables (out may equal in1 or in2):
- * out = clamp(mbqm(table1[in1] + table2[in2], multiplier_out, shift_out) + output_zp). */
+ * out = clamp(rdbpot(srdhm(table1[in1] + table2[in2], multiplier_out), -shift_out) + output_zp), with
+ * LiteRT's int16 narrowing on the chunked elements in HX_ADD_VECTOR16 mode. */
 void hx_add_s8(const hx_add_params *params, const int32_t *table1, const int32_t *table2, const int8_t *in1,
                const int8_t *in2, int8_t *out);
 

@@ -53,15 +53,26 @@ typedef enum hx_status {
 } hx_status;
 
 /* How an int32 accumulator x is scaled by a fixed-point multiplier (m, e), real = m * 2^(e-31).
- * The LiteRT builds differ here; the blob records, per CONV op, which one to reproduce. */
+ * All three first shift x left by max(e, 0) (wrapping). The LiteRT builds differ in the rounding; the
+ * blob records, per CONV op, which one to reproduce. */
 typedef enum hx_rounding {
-    HX_ROUND_DOUBLE_AWAY = 0, /* gemmlowp SaturatingRoundingDoublingHighMul + RoundingDivideByPOT, each
-                                 rounding half away from zero (TFLite reference kernels, PRELU, ADD) */
+    HX_ROUND_DOUBLE_AWAY = 0, /* gemmlowp SaturatingRoundingDoublingHighMul (round(x*m/2^31), half up) then
+                                 RoundingDivideByPOT by -e (half away from zero): TFLite reference kernels,
+                                 and PRELU / ADD everywhere */
     HX_ROUND_DOUBLE_UP = 1,   /* ruy x86 AVX2/AVX-512: (x*m + 2^30) >> 31, then a rounding right shift by -e,
                                  both half up (LiteRT CONV_2D on an x86 host) */
     HX_ROUND_SINGLE_UP = 2    /* ruy NEON / reference, TFLITE_SINGLE_ROUNDING: one rounding half up of
                                  x*m*2^(e-31) (LiteRT CONV_2D on an ARM board) */
 } hx_rounding;
+
+/* Which arithmetic an int8 ADD reproduces (TFLite has two, both bit-exact targets). */
+typedef enum hx_add_mode {
+    HX_ADD_VECTOR16 = 0,  /* LiteRT's optimized kernel (NEON on ARM, NEON_2_SSE on x86): elements in whole
+                             16-element chunks scale each operand as srdhm((q - zp) << (left_shift + shift), m)
+                             (one rounding) and narrow through int16; the tail < 16 elements as the reference */
+    HX_ADD_REFERENCE = 1  /* TFLite's reference kernel: every element srdhm((q - zp) << left_shift, m) then a
+                             rounding divide by 2^-shift (two roundings) */
+} hx_add_mode;
 
 /* Op codes of the blob's op table. */
 typedef enum hx_op_type {
@@ -111,7 +122,7 @@ typedef struct hx_prelu_params {
 } hx_prelu_params;
 
 /* Parameters of hx_add_s8 (TFLite's 8-bit ADD): each input (q - zp) << left_shift is scaled by its
- * multiplier, the sum scaled by the output multiplier; all HX_ROUND_DOUBLE_AWAY. */
+ * multiplier, the sum scaled by the output multiplier (see hx_add_mode for the exact roundings). */
 typedef struct hx_add_params {
     uint32_t count;         /* >= 1 elements in each of in1, in2, out (out may alias in1 or in2) */
     int32_t input1_zp;      /* [-128, 127] */
@@ -126,6 +137,7 @@ typedef struct hx_add_params {
     int32_t shift_out;      /* [-31, 0] */
     int32_t act_min;        /* lower clamp, [-128, act_max] */
     int32_t act_max;        /* upper clamp, [act_min, 127] */
+    uint32_t mode;          /* an hx_add_mode value */
 } hx_add_params;
 
 /* A model set up by hx_model_init. The caller owns this struct, the blob and the arena; every pointer

@@ -1,0 +1,282 @@
+"""Per-block compute time of the C kernel against LiteRT, same int8 model, one thread.
+
+    python benchmarks/bench_ckernel.py [--blocks 16 32 64 128] [--seconds 4] [--out benchmarks/results]
+
+For each block size the script converts the same random-weight SEANet (fitted to an audiogram,
+calibrated on the synthetic corpus) to a full-integer TFLite step graph and to a C-kernel blob,
+then times one step on the same int8 speech-in-noise signal:
+
+* ``litert_xnnpack_invoke`` / ``litert_builtin_invoke``: the interpreter's Invoke alone (inputs
+  already set, 1 thread, the pybind call without the Python wrapper's safety check) with the
+  default XNNPACK delegate / TFLite's built-in kernels;
+* ``litert_step``: one full step as ``runtime.backends.litert.LiteRTBackend.process_raw`` does it
+  (state tensors in, invoke, y and state tensors out), what the runtime pays per block;
+* ``ckernel_inprocess[_<arch>]``: ``hx_model_process`` for one block, timed inside C
+  (``csrc/tools/hx_stream -t``), for each kernel set the host runs;
+* ``ckernel_step``: one block through ``runtime.backends.ckernel.CKernelBackend.process_raw``.
+
+The headline ratio (per block size) is ``litert_xnnpack_invoke`` p50 / ``ckernel_inprocess`` p50 of the
+fastest host kernel set, measured in the same run. Also reported: the arena bytes of the blob and the
+text size (``aarch64-linux-gnu-size``) of the kernel library and of ``hx_stream`` cross-built with the
+flags of boards/rpi4.toml. Writes ``ckernel_bench.json`` and ``ckernel_bench.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+AUDIOGRAM = [20, 25, 35, 45, 50, 55, 60, 65]
+
+
+# ----------------------------------------------------------------------------------- models
+def _graph():
+    import torch
+
+    from toolchain.models.seanet import SEANet
+
+    torch.manual_seed(1234)
+    m = SEANet()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                mod.weight.normal_(0.0, 0.5 / np.sqrt(mod.weight.shape[1] * mod.weight.shape[2]))
+                if mod.bias is not None:
+                    mod.bias.normal_(0.0, 0.02)
+        m.audiogram_encoder[-1].weight.normal_(0.0, 0.05)
+        m.audiogram_encoder[-1].bias.normal_(0.0, 0.05)
+    return m.fit(AUDIOGRAM).streaming()
+
+
+def _corpus(split: str, n: int) -> np.ndarray:
+    from toolchain.audio.data import CorpusConfig, SyntheticCorpus
+
+    noisy, _ = SyntheticCorpus(split, CorpusConfig(seconds=2.0), size=n).batch(range(n))
+    return noisy.reshape(-1).astype(np.float32)
+
+
+def int8_model(block: int, cache: Path) -> bytes:
+    """The int8 step graph for ``block`` (cached by source hash: conversion takes ~30 s)."""
+    import inspect
+
+    h = hashlib.sha256()
+    for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py"):
+        h.update((REPO / rel).read_bytes())
+    for fn in (_graph, _corpus):
+        h.update(inspect.getsource(fn).encode())
+    h.update(f"calib-every-{max(1, 128 // block)}".encode())
+    path = cache / f"seanet-b{block}-{h.hexdigest()[:16]}.tflite"
+    if path.is_file():
+        return path.read_bytes()
+    import torch
+
+    from toolchain.export.tflite import build_keras_step, convert
+
+    g = _graph()
+    x = _corpus("calib", 2)
+    reps, states = [], g.init_state()
+    with torch.no_grad():
+        for i in range(0, x.size - block + 1, block):
+            xb = torch.from_numpy(x[i:i + block]).reshape(1, 1, block)
+            if (i // block) % max(1, 128 // block) == 0:
+                reps.append([xb.numpy().reshape(1, 1, block, 1),
+                             *[s.permute(0, 2, 1).numpy()[:, None].astype(np.float32) for s in states]])
+            _, states = g.step(xb, states)
+    tfl = convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps)).int8
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tfl)
+    return tfl
+
+
+# ---------------------------------------------------------------------------------- timing
+def _stats(samples_us: np.ndarray) -> dict:
+    s = np.sort(np.asarray(samples_us, dtype=np.float64))
+    return {"p50_us": float(np.median(s)), "p99_us": float(s[int(0.99 * (s.size - 1))]), "min_us": float(s[0]),
+            "mean_us": float(s.mean()), "n": int(s.size)}
+
+
+def time_litert_invoke(tfl: bytes, x_q: np.ndarray, block: int, *, xnnpack: bool, repeats: int) -> dict:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    it = Interpreter(model_content=tfl, num_threads=1, **kw)
+    it.allocate_tensors()
+    idx = {d["name"]: d["index"] for d in it.get_input_details()}
+    x_index = next(i for n, i in idx.items() if n.endswith("x") or n.endswith("x:0"))
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.full(d["shape"], d["quantization"][1], np.int8))
+    # The pybind Invoke() without the Python wrapper's buffer-safety check: the least overhead LiteRT
+    # can be charged with from Python (it still releases and re-takes the GIL).
+    invoke = getattr(getattr(it, "_interpreter", None), "Invoke", None) or it.invoke
+    times = []
+    n_blocks = x_q.size // block
+    for r in range(repeats):
+        for b in range(n_blocks):
+            it.set_tensor(x_index, x_q[b * block:(b + 1) * block].reshape(1, 1, block, 1))
+            t0 = time.perf_counter_ns()
+            invoke()
+            times.append((time.perf_counter_ns() - t0) / 1e3)
+    return _stats(np.array(times))
+
+
+def time_backend_steps(backend, x_q: np.ndarray, block: int, repeats: int) -> dict:
+    times = []
+    for _ in range(repeats):
+        backend.reset()
+        for b in range(x_q.size // block):
+            blk = x_q[b * block:(b + 1) * block]
+            t0 = time.perf_counter_ns()
+            backend.process_raw(blk)
+            times.append((time.perf_counter_ns() - t0) / 1e3)
+    return _stats(np.array(times))
+
+
+def build_hx_stream(arch: str, out: Path, cc: str, cflags: list[str]) -> Path:
+    from runtime.backends.ckernel_build import compile_flags, source_files
+
+    cmd = [cc, *compile_flags(arch, cflags), str(REPO / "csrc" / "tools" / "hx_stream.c"),
+           *[str(p) for p in source_files(arch)], "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+def time_c_inprocess(exe: Path, blob: bytes, x_q: np.ndarray, repeats: int, tmp: Path) -> dict:
+    (tmp / "m.hxb").write_bytes(blob)
+    (tmp / "in.raw").write_bytes(np.tile(x_q, repeats).tobytes())
+    r = subprocess.run([str(exe), "-t", str(tmp / "m.hxb"), str(tmp / "in.raw"), str(tmp / "out.raw")],
+                       capture_output=True, text=True, check=True)
+    fields = r.stderr.split()
+    vals = {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+    return {"p50_us": float(vals["p50_us"]), "p99_us": float(vals["p99_us"]), "min_us": float(vals["min_us"]),
+            "mean_us": float(vals["mean_us"]), "n": int(vals["blocks"])}
+
+
+def aarch64_sizes(tmp: Path) -> dict:
+    """Text bytes of the kernel library (and of hx_stream) cross-built with the rpi4 flags."""
+    from runtime.backends.ckernel_build import compile_flags, source_files
+    from runtime.boards import resolve_target
+
+    spec = resolve_target("rpi4").compiler
+    cc, size = shutil.which(f"{spec.triple}-gcc"), shutil.which(f"{spec.triple}-size")
+    if cc is None or size is None:
+        return {"error": f"{spec.triple}-gcc / -size not installed"}
+    out = {"board": "rpi4", "cflags": list(spec.cflags)}
+    for arch in ("neon", "ref"):
+        objs = []
+        for src in source_files(arch):
+            obj = tmp / f"{arch}-{src.stem}.o"
+            subprocess.run([cc, *compile_flags(arch, list(spec.cflags)), "-c", str(src), "-o", str(obj)], check=True)
+            objs.append(str(obj))
+        r = subprocess.run([size, "-t", *objs], capture_output=True, text=True, check=True)
+        total = r.stdout.strip().splitlines()[-1].split()
+        out[f"library_text_bytes_{arch}"] = int(total[0])
+        exe = build_hx_stream(arch, tmp / f"hx_stream-{arch}", cc, list(spec.cflags))
+        r = subprocess.run([size, str(exe)], capture_output=True, text=True, check=True)
+        out[f"hx_stream_text_bytes_{arch}"] = int(r.stdout.strip().splitlines()[-1].split()[0])
+    return out
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--seconds", type=float, default=4.0, help="signal length per repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx")
+                    / "bench-models")
+    args = ap.parse_args(argv)
+
+    from runtime.backends.base import quantize
+    from runtime.backends.ckernel import CKernelBackend
+    from runtime.backends.ckernel_build import default_arch, find_compiler
+    from runtime.backends.litert import LiteRTBackend
+    from toolchain.export.ckernel import describe_blob, tflite_to_blob
+
+    cc = shutil.which(find_compiler() or "cc")
+    host_archs = ["ref"] + (["x86"] if default_arch() == "x86" else []) + (["neon"] if default_arch() == "neon" else [])
+    audio = _corpus("test", max(1, int(np.ceil(args.seconds / 2.0))))[: int(args.seconds * 16000)]
+    results = {"host": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "cpu_count": os.cpu_count()},
+               "threads": 1, "signal_seconds": audio.size / 16000.0, "repeats": args.repeats, "blocks": {}}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        exes = {a: build_hx_stream(a, tmp / f"hx_stream-host-{a}", cc, ["-O3"]) for a in host_archs}
+        for block in args.blocks:
+            tfl = int8_model(block, args.cache)
+            blob = tflite_to_blob(tfl)
+            info = describe_blob(blob)
+            lit = LiteRTBackend(tfl, num_threads=1)
+            x_q = quantize(audio[: audio.size // block * block], *lit.input_quant)
+            row = {"arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"],
+                   "macs_per_block": info["macs_per_block"], "timings": {}}
+            tm = row["timings"]
+            for a, exe in exes.items():
+                tm[f"ckernel_inprocess_{a}"] = time_c_inprocess(exe, blob, x_q, args.repeats, tmp)
+            tm["litert_xnnpack_invoke"] = time_litert_invoke(tfl, x_q, block, xnnpack=True, repeats=args.repeats)
+            tm["litert_builtin_invoke"] = time_litert_invoke(tfl, x_q, block, xnnpack=False, repeats=args.repeats)
+            tm["litert_step"] = time_backend_steps(lit, x_q, block, args.repeats)
+            tm["ckernel_step"] = time_backend_steps(CKernelBackend(blob), x_q, block, args.repeats)
+            best = min(tm[f"ckernel_inprocess_{a}"]["p50_us"] for a in host_archs)
+            row["ratio_litert_xnnpack_invoke_over_ckernel"] = tm["litert_xnnpack_invoke"]["p50_us"] / best
+            row["ratio_litert_builtin_invoke_over_ckernel"] = tm["litert_builtin_invoke"]["p50_us"] / best
+            row["ratio_litert_step_over_ckernel_step"] = tm["litert_step"]["p50_us"] / tm["ckernel_step"]["p50_us"]
+            row["block_period_us"] = 1e6 * block / 16000.0
+            results["blocks"][str(block)] = row
+            print(f"block {block:4d}: C {best:7.2f} us | LiteRT XNNPACK {tm['litert_xnnpack_invoke']['p50_us']:7.2f} us "
+                  f"(x{row['ratio_litert_xnnpack_invoke_over_ckernel']:.2f}) | built-in "
+                  f"{tm['litert_builtin_invoke']['p50_us']:7.2f} us | steps: LiteRT {tm['litert_step']['p50_us']:.1f} us, "
+                  f"C {tm['ckernel_step']['p50_us']:.1f} us | arena {info['arena_bytes']} B", flush=True)
+        results["aarch64"] = aarch64_sizes(tmp)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ckernel_bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    _plot(results, args.out / "ckernel_bench.png")
+    print(f"wrote {args.out / 'ckernel_bench.json'} and {args.out / 'ckernel_bench.png'}")
+    print(json.dumps(results["aarch64"]))
+    return 0
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = list(results["blocks"])
+    keys = [k for k in results["blocks"][blocks[0]]["timings"]]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.8 / len(keys)
+    xs = np.arange(len(blocks))
+    for i, k in enumerate(keys):
+        vals = [results["blocks"][b]["timings"][k]["p50_us"] for b in blocks]
+        ax.bar(xs + i * width, vals, width, label=k)
+    for j, b in enumerate(blocks):
+        r = results["blocks"][b]["ratio_litert_xnnpack_invoke_over_ckernel"]
+        top = max(results["blocks"][b]["timings"][k]["p50_us"] for k in keys)
+        ax.text(xs[j] + 0.4, top * 1.05, f"x{r:.1f}", ha="center")
+    ax.set_xticks(xs + 0.4, [f"block {b}" for b in blocks])
+    ax.set_ylabel("p50 compute time per block (µs), 1 thread")
+    ax.set_yscale("log")
+    ax.set_title("C kernel vs LiteRT, same int8 SEANet (x = LiteRT XNNPACK invoke / C in-process)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,354 @@
+"""``python -m runtime``: run a bundle on a board without the toolchain.
+
+    python -m runtime run BUNDLE --input in.wav --output out.wav [--backend B]
+    python -m runtime stream BUNDLE [--device DEV] [--backend B]
+    python -m runtime bench BUNDLE [--backend B ...] [--loopback jack] [--json F] [--plot P]
+    python -m runtime devices
+
+The ``toolchain`` command's ``run``, ``stream`` and ``bench`` are these same functions (it adds
+the torch reference backend and the dB SPL summary). A user's mistake (bad wav, tampered or
+foreign bundle, unknown backend, unwritable output) ends in ONE line on stderr and exit code 2,
+and no partial output is left. numpy, sounddevice (stream), matplotlib (--plot) only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+import numpy as np
+
+USER_ERROR = 2
+
+#: name -> factory(bundle, threads) for backends the runtime cannot name itself (the toolchain's torch).
+BackendFactory = Callable[[Any, int], Any]
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + message
+        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that describe a user's mistake (or an environment the user must fix)."""
+    from runtime.audio_io import AudioIOError
+    from runtime.backends.base import BackendError
+    from runtime.bench import BenchError, LatencyProbeError
+    from runtime.boards import BoardError
+    from runtime.bundle import BundleError
+    from runtime.wavio import WavError
+
+    return (UserError, BundleError, BackendError, WavError, BoardError, AudioIOError, BenchError, LatencyProbeError)
+
+
+def backend_names(extra: dict[str, BackendFactory] | None = None) -> list[str]:
+    from runtime.backends import BACKENDS
+
+    return list(BACKENDS) + [n for n in (extra or {}) if n not in BACKENDS]
+
+
+def make_backend(bundle: Any, name: str, threads: int, extra: dict[str, BackendFactory] | None = None) -> Any:
+    """A backend name → the name itself (runtime backends) or a ready backend (extra factories)."""
+    from runtime.backends import BACKENDS, BackendError
+
+    if extra and name in extra:
+        return extra[name](bundle, threads)
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; expected one of: {', '.join(backend_names(extra))}")
+    return name
+
+
+# ------------------------------------------------------------------------------------ run
+@dataclass
+class RunReport:
+    input: str
+    output: str
+    backend: str
+    sample_rate: int
+    input_rate: int
+    x: np.ndarray
+    y: np.ndarray
+    seconds: float
+    output_limit: float
+    stats: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return self.seconds / max(1e-9, len(self.x) / self.sample_rate)
+
+
+def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: str = "litert", threads: int = 1,
+             host_block: int | None = None, extra_backends: dict[str, BackendFactory] | None = None,
+             notice: Callable[[str], None] | None = None) -> RunReport:
+    """Offline streaming of a wav through the engine; writes ``output_path`` atomically.
+
+    Everything that can fail on the user's input (bundle, wav, backend, output location) is
+    checked before the output is written, and the write itself is atomic.
+    """
+    from runtime.bundle import load_bundle
+    from runtime.engine import Engine
+    from runtime.resample import resample
+    from runtime.wavio import read_wav, write_wav_atomic
+
+    bundle = load_bundle(bundle_path)
+    out = Path(output_path)
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{out}: cannot write there ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot write there ({parent} is not writable)")
+    if host_block is not None and not 1 <= host_block <= 4096:
+        raise UserError(f"--host-block must be 1..4096 samples, got {host_block}")
+    from runtime.backends import BACKENDS, BackendError
+
+    if backend not in BACKENDS and backend not in (extra_backends or {}):
+        raise BackendError(f"unknown backend {backend!r}; expected one of: {', '.join(backend_names(extra_backends))}")
+    # The input before the backend: a backend may log on creation (LiteRT's INFO line), and a
+    # bad file must still give exactly one line.
+    x, sr = read_wav(input_path)
+    rate = bundle.manifest.sample_rate
+    notices = []
+    if sr != rate:
+        msg = f"note: {input_path} is {sr} Hz; resampling to the model's {rate} Hz"
+        notices.append(msg)
+        if notice:
+            notice(msg)
+        x = resample(x, sr, rate)
+    be = make_backend(bundle, backend, threads, extra_backends)
+    engine = Engine(bundle, be, num_threads=threads)
+    t0 = time.perf_counter()
+    y = engine.run(x, host_block=host_block)
+    dt = time.perf_counter() - t0
+    write_wav_atomic(out, y, rate)
+    return RunReport(input=str(input_path), output=str(out), backend=backend, sample_rate=rate, input_rate=sr,
+                     x=x, y=y, seconds=dt, output_limit=engine.output_limit, stats=engine.stats(), notices=notices)
+
+
+def cmd_run(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
+    rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
+                   host_block=args.host_block, extra_backends=extra, notice=print)
+    st = rep.stats
+    print(f"{rep.input} → {rep.output}: {len(rep.x) / rep.sample_rate:.2f} s through {rep.backend}")
+    print(f"  peak {np.max(np.abs(rep.y)):.3f} (limit {rep.output_limit:g}), "
+          f"real-time factor {rep.rtf:.3f}, block compute p50 {st['recent_p50_us']:.0f} µs / p99 {st['recent_p99_us']:.0f} µs")
+    print(f"  blocks {st['blocks']}, limiter active on {st['limiter_samples']} samples, "
+          f"non-finite inputs {st['nonfinite_inputs']}, late blocks {st['late_blocks']}")
+    return 0
+
+
+# --------------------------------------------------------------------------------- stream
+def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
+    from runtime.audio_io import DuplexRunner, check_devices, print_status
+    from runtime.bundle import load_bundle
+    from runtime.engine import Engine
+
+    bundle = load_bundle(args.bundle)
+    m = bundle.manifest
+    be = make_backend(bundle, args.backend, args.threads, extra)
+    host_block = m.block if args.host_block is None else args.host_block
+    delay = None
+    if args.low_latency:
+        import math
+
+        hb = host_block or m.block
+        delay = m.block - math.gcd(hb, m.block)  # the least that host block sustains
+    # The devices first: a wrong name must be one line, before a backend logs anything.
+    check_devices(m.sample_rate, device=args.device, input_device=args.input_device,
+                  output_device=args.output_device, channels=args.channels)
+    engine = Engine(bundle, be, num_threads=args.threads, stream_delay=delay)
+    runner = DuplexRunner(engine, device=args.device, input_device=args.input_device,
+                          output_device=args.output_device, host_block=host_block, channels=args.channels)
+    s = runner.summary
+    print(f"streaming {m.model} ({m.audiogram['name'] if m.audiogram else 'unfitted'}) through {args.backend}: "
+          f"{m.sample_rate} Hz, host block {host_block or 'any'}, model block {m.block}; "
+          f"latency {s.latency_ms:.2f} ms (I/O {s.io_latency_ms[0]:.2f} + {s.io_latency_ms[1]:.2f}, engine "
+          f"{1000 * engine.stream_delay / m.sample_rate:.2f}; algorithmic {m.algorithmic_latency_ms:.2f}). Ctrl-C stops.",
+          flush=True)
+    live = sys.stderr.isatty() and not args.quiet
+    summary = runner.run(args.seconds, on_status=(lambda line: print_status(line)) if live else None)
+    if live:
+        sys.stderr.write("\n")
+    st = summary.engine
+    print(f"stopped after {summary.seconds:.1f} s: {summary.callbacks} callbacks, xruns {summary.xruns}, "
+          f"late callbacks {summary.late_callbacks}, max callback {summary.max_callback_us:.0f} µs; "
+          f"block compute p50 {st.get('recent_p50_us', 0):.0f} µs / p99 {st.get('recent_p99_us', 0):.0f} µs "
+          f"(load {100 * st.get('load_p99', 0):.1f} % p99), limiter {st.get('limiter_samples', 0)} samples, "
+          f"non-finite inputs {st.get('nonfinite_inputs', 0)}")
+    if summary.error:
+        raise UserError(f"the stream failed: {summary.error}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
+    from runtime.bench import plot_timings, run_bench, write_json
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    names = args.backend or ["ckernel", "litert"]
+    specs = []
+    for n in names:
+        be = make_backend(bundle, n, args.threads, extra)
+        if not args.backend and n == "ckernel":
+            from runtime.backends import BackendError, open_backend
+
+            try:  # a default, not a request: a board without a C compiler benches litert alone
+                open_backend(bundle, "ckernel")
+            except BackendError as e:
+                print(f"note: skipping ckernel ({one_line(e)})", file=sys.stderr)
+                continue
+        specs.append(n if isinstance(be, str) else (n, be))
+    x = None
+    if args.input:
+        from runtime.resample import resample
+        from runtime.wavio import read_wav
+
+        x, sr = read_wav(args.input)
+        if sr != bundle.manifest.sample_rate:
+            x = resample(x, sr, bundle.manifest.sample_rate)
+    for p in (args.json, args.plot):
+        if p and not (Path(p).parent if str(Path(p).parent) else Path(".")).is_dir():
+            raise UserError(f"{p}: cannot write there (no such directory)")
+    report = run_bench(bundle.path, specs, seconds=args.seconds, threads=args.threads, x=x,
+                       loopback=args.loopback, loopback_seconds=args.loopback_seconds,
+                       loopback_backend=args.loopback_backend, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_report(report))
+    if args.json:
+        write_json(report, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_timings({n: {**r, "samples_us": report["_samples"][n]} for n, r in report["backends"].items()},
+                     report["block_period_us"], args.plot, budget_fraction=report["board"].get("compute_fraction"),
+                     title=f"{report['model']} on {report['host'].get('cpu', report['host']['machine'])}: "
+                           f"block {report['block']} @ {report['sample_rate']} Hz, {report['threads']} thread(s)")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [f"{r['model']} ({r['target']}): block {r['block']} samples @ {r['sample_rate']} Hz = "
+             f"{r['block_period_us']:.0f} µs period, {r['threads']} thread(s)"]
+    lines.append(f"  {'backend':<12} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>8} {'RTF':>7} {'load p99':>9} {'engine p99':>11} {'latency':>8}")
+    for n, b in r["backends"].items():
+        lines.append(f"  {n:<12} {b['p50_us']:8.1f} {b['p99_us']:8.1f} {b['max_us']:8.0f} {b['rtf']:7.3f} "
+                     f"{100 * b['load_p99']:8.1f}% {b['engine_p99_us']:9.1f}µs {b['algorithmic_latency_samples']:>4} smp")
+    lines.append(f"  algorithmic latency (impulse): {r['algorithmic_latency_samples']} samples = {r['algorithmic_latency_ms']:.2f} ms")
+    lb = r.get("loopback")
+    if lb:
+        comp = lb.get("compute_p99_ms")
+        lines.append(f"  loopback (JACK dummy, {lb['backend']}, {lb['seconds']:.1f} s): round trip {lb['round_trip_samples']} samples = "
+                     f"{lb['round_trip_ms']:.2f} ms = algorithmic {lb['algorithmic_ms']:.2f} + buffering {lb['buffering_ms']:.2f} ms"
+                     + (f" (compute p99 {comp:.3f} ms runs inside the period)" if comp is not None else ""))
+        lines.append(f"    xruns {lb['xruns']} (server: {lb.get('server_driver_xruns', '?')} driver, {lb.get('server_client_xruns', '?')} client; "
+                     f"host stalls > 1 period: {lb.get('host_stalls', '?')}), late callbacks {lb['late_callbacks']}, "
+                     f"lost/altered samples {lb['glitch_samples']}, live == offline: {lb['engine_matches_offline']}")
+    return "\n".join(lines)
+
+
+def cmd_devices(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
+    from runtime.audio_io import list_devices
+
+    print(list_devices())
+    return 0
+
+
+# ----------------------------------------------------------------------------------- main
+def add_run_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentParser:
+    r = sub.add_parser("run", help="stream a wav file through a bundle offline, block by block",
+                       description="Stream a wav through the engine (re-blocking, limiter, counters) and write the "
+                       "result atomically (PCM 16). Resamples with a notice when the file's rate differs from the model's.")
+    r.add_argument("bundle", help="bundle directory")
+    r.add_argument("--input", required=True, help="mono wav file (PCM 8/16/24/32 or float)")
+    r.add_argument("--output", required=True, help="wav file to write (PCM 16)")
+    r.add_argument("--backend", default="litert", help=f"one of {', '.join(backends)} (default litert)")
+    r.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
+    r.add_argument("--host-block", type=int, default=None, metavar="N",
+                   help="feed the engine N samples at a time, as an audio API would (the output is the same for any N)")
+    return r
+
+
+def add_stream_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentParser:
+    s = sub.add_parser("stream", help="live duplex audio through a bundle (sounddevice)",
+                       description="Open a full-duplex stream (PortAudio via sounddevice) and run every input "
+                       "buffer through the engine. Shows one status line (load, latency, xruns); Ctrl-C stops "
+                       "cleanly and prints a summary.")
+    s.add_argument("bundle", help="bundle directory")
+    s.add_argument("--device", help="input and output device: index, name, or a host API (e.g. jack)")
+    s.add_argument("--input-device", help="input device (overrides --device)")
+    s.add_argument("--output-device", help="output device (overrides --device)")
+    s.add_argument("--backend", default="litert", help=f"one of {', '.join(backends)} (default litert)")
+    s.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
+    s.add_argument("--host-block", type=int, default=None, metavar="N",
+                   help="audio buffer size in samples (default: the model block; 0 lets PortAudio choose)")
+    s.add_argument("--channels", type=int, default=1, help="channels to open (input averaged, output duplicated)")
+    s.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+    s.add_argument("--low-latency", action="store_true",
+                   help="smallest engine delay the host block allows (0 when it is a multiple of the model block) "
+                        "instead of one model block")
+    s.add_argument("--quiet", action="store_true", help="no live status line")
+    return s
+
+
+def add_bench_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentParser:
+    b = sub.add_parser("bench", help="per-block timing, algorithmic and round-trip latency",
+                       description="Time every model block through the engine (p50/p99/max µs, real-time factor, "
+                       "load as a fraction of the block period), measure the algorithmic latency by impulse and, "
+                       "with --loopback jack, the round trip through a private JACK dummy-driver server at the "
+                       "board's rate and period (it is started and stopped by the bench).")
+    b.add_argument("bundle", help="bundle directory")
+    b.add_argument("--backend", action="append", help=f"backend to time (repeatable; default ckernel and litert): {', '.join(backends)}")
+    b.add_argument("--seconds", type=float, default=10.0, help="audio to time per backend (default 10)")
+    b.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
+    b.add_argument("--input", help="time on this wav instead of the synthetic signal")
+    b.add_argument("--loopback", choices=["jack"], help="also measure the round trip through an audio server")
+    b.add_argument("--loopback-seconds", type=float, default=10.0, help="length of the loopback run (default 10)")
+    b.add_argument("--loopback-backend", help="backend for the loopback (default: the first runtime backend timed)")
+    b.add_argument("--json", metavar="F", help="write the report as JSON")
+    b.add_argument("--plot", metavar="P", help="write a histogram of per-block times against the deadline (PNG)")
+    return b
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = backend_names()
+    p = _Parser(prog="python -m runtime", description="Run hearing-aid compensator bundles on a board (no toolchain needed).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    add_run_parser(sub, names).set_defaults(func=cmd_run)
+    add_stream_parser(sub, names).set_defaults(func=cmd_stream)
+    add_bench_parser(sub, names).set_defaults(func=cmd_bench)
+    d = sub.add_parser("devices", help="list the audio devices PortAudio sees")
+    d.set_defaults(func=cmd_devices)
+    return p
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except user_errors() as e:
+        print(f"{parser.prog} {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

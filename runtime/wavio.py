@@ -1,0 +1,185 @@
+"""WAV files on the board: read PCM/float WAV, write PCM 16 atomically. Standard library + numpy.
+
+The toolchain reads audio through soundfile (libsndfile); a board running ``python -m runtime``
+has neither, so this module parses the RIFF container itself (PCM 8/16/24/32-bit, IEEE float
+32/64-bit, plain or WAVE_FORMAT_EXTENSIBLE) and writes PCM 16 with the standard library's
+``wave``. Sample conventions follow libsndfile, so both paths agree: integer samples read as
+``q / 2^(bits-1)``, written as ``rint(x * 32767)`` after clipping to [-1, 1].
+
+Every problem raises :class:`WavError`, a ``ValueError`` whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["WavError", "read_wav", "to_pcm16", "wav_info", "write_wav_atomic"]
+
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+# The first two bytes of the SubFormat GUID of WAVE_FORMAT_EXTENSIBLE carry the format tag;
+# the rest is the fixed KSDATAFORMAT suffix.
+_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+
+
+class WavError(ValueError):
+    """A bad WAV file or a refused write; ``str()`` is one line naming the file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+def _parse(p: Path, raw: bytes) -> tuple[int, int, int, int, memoryview]:
+    """(format tag, channels, rate, bits, data bytes) of a RIFF/WAVE file."""
+    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        what = "empty file" if not raw else "no RIFF/WAVE header"
+        raise WavError(f"{p}: not a WAV file ({what})")
+    fmt = None
+    data = None
+    pos = 12
+    view = memoryview(raw)
+    while pos + 8 <= len(raw):
+        cid = bytes(raw[pos:pos + 4])
+        (size,) = struct.unpack_from("<I", raw, pos + 4)
+        body = view[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            if len(body) < 16:
+                raise WavError(f"{p}: corrupt WAV header (fmt chunk of {len(body)} bytes)")
+            tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", body, 0)
+            if tag == _EXTENSIBLE:
+                if len(body) < 40 or bytes(body[26:40]) != _GUID_TAIL:
+                    raise WavError(f"{p}: corrupt WAV header (bad WAVE_FORMAT_EXTENSIBLE sub-format)")
+                (tag,) = struct.unpack_from("<H", body, 24)
+            fmt = (tag, channels, rate, bits, block_align)
+        elif cid == b"data":
+            if fmt is None:
+                raise WavError(f"{p}: corrupt WAV header (data before fmt)")
+            data = body  # a data chunk cut short (a truncated file) is read as far as it goes
+            break
+        pos += 8 + size + (size & 1)  # chunks are word aligned
+    if fmt is None:
+        raise WavError(f"{p}: corrupt WAV header (no fmt chunk)")
+    if data is None:
+        raise WavError(f"{p}: corrupt WAV file (no data chunk)")
+    tag, channels, rate, bits, block_align = fmt
+    if channels < 1 or rate < 1 or bits < 1:
+        raise WavError(f"{p}: corrupt WAV header ({channels} channels, {rate} Hz, {bits} bits)")
+    if (tag, bits) not in {(_PCM, 8), (_PCM, 16), (_PCM, 24), (_PCM, 32), (_FLOAT, 32), (_FLOAT, 64)}:
+        kind = {_PCM: "PCM", _FLOAT: "float"}.get(tag, f"format tag 0x{tag:04x}")
+        raise WavError(f"{p}: unsupported WAV encoding ({kind}, {bits} bits); use PCM 16/24/32 or float 32")
+    if block_align != channels * bits // 8:
+        raise WavError(f"{p}: corrupt WAV header (block align {block_align} for {channels} x {bits} bits)")
+    return tag, channels, rate, bits, data
+
+
+def wav_info(path: str | os.PathLike[str]) -> dict[str, int]:
+    """``{"channels", "sample_rate", "bits", "frames"}`` of a WAV file, without decoding it."""
+    p = Path(path)
+    raw = _read_bytes(p)
+    tag, channels, rate, bits, data = _parse(p, raw)
+    return {"channels": channels, "sample_rate": rate, "bits": bits, "frames": len(data) // (channels * bits // 8)}
+
+
+def _read_bytes(p: Path) -> bytes:
+    if not p.exists():
+        raise WavError(f"{p}: no such file")
+    if p.is_dir():
+        raise WavError(f"{p}: is a directory, not an audio file")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise WavError(f"{p}: cannot read ({e.strerror or e})") from None
+
+
+def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True) -> tuple[np.ndarray, int]:
+    """Read a WAV file as float32 ``(n,)`` and its sample rate.
+
+    With ``expect_mono`` a multi-channel file is an error; otherwise channels are averaged.
+    """
+    p = Path(path)
+    raw = _read_bytes(p)
+    tag, channels, rate, bits, data = _parse(p, raw)
+    width = bits // 8
+    frames = len(data) // (channels * width)
+    if frames == 0:
+        raise WavError(f"{p} has no samples")
+    if channels != 1 and expect_mono:
+        raise WavError(f"{p} has {channels} channels; expected mono")
+    buf = data[: frames * channels * width]
+    if tag == _FLOAT:
+        x = np.frombuffer(buf, "<f4" if bits == 32 else "<f8").astype(np.float32)
+    elif bits == 8:
+        x = (np.frombuffer(buf, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif bits == 16:
+        x = np.frombuffer(buf, "<i2").astype(np.float32) / np.float32(32768.0)
+    elif bits == 24:
+        b = np.frombuffer(buf, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = (v.astype(np.float64) / float(1 << 23)).astype(np.float32)
+    else:
+        x = (np.frombuffer(buf, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    x = x.reshape(frames, channels)
+    if channels == 1:
+        mono = np.ascontiguousarray(x[:, 0])
+    else:
+        mono = x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if tag == _FLOAT and not np.isfinite(mono).all():
+        raise WavError(f"{p}: holds {int(np.count_nonzero(~np.isfinite(mono)))} non-finite samples (NaN or inf)")
+    return mono, int(rate)
+
+
+def to_pcm16(x: np.ndarray) -> np.ndarray:
+    """float → int16 as libsndfile writes it: clip to [-1, 1], ``rint(x * 32767)``."""
+    a = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+    return np.rint(a.astype(np.float64) * 32767.0).astype("<i2")
+
+
+def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int) -> None:
+    """Write mono PCM 16 atomically: a temp file in the same directory, fsync, ``os.replace``.
+
+    Refuses non-finite samples; clips to [-1, 1]. An existing file is untouched on any failure.
+    """
+    p = Path(path)
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise WavError(f"{p}: expected mono audio of shape (n,), got shape {a.shape}")
+    if a.size == 0:
+        raise WavError(f"{p}: refusing to write zero samples")
+    n_bad = int(np.count_nonzero(~np.isfinite(a)))
+    if n_bad:
+        raise WavError(f"{p}: refusing to write {n_bad} non-finite samples (NaN or inf)")
+    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or int(sample_rate) <= 0:
+        raise WavError(f"{p}: sample rate {sample_rate!r} cannot be stored; expected a positive integer in Hz")
+    if p.is_dir():
+        raise WavError(f"{p}: is a directory")
+    pcm = to_pcm16(a)
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            with wave.open(fh, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(int(sample_rate))
+                w.writeframes(pcm.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give it the mode open() would
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as e:
+        raise WavError(f"{p}: cannot write ({e.strerror or e})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

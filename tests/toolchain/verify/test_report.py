@@ -1,0 +1,219 @@
+"""``toolchain verify``: one-line errors, and the JSON + HTML report with and without weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain.models.icnet import ICNet, ICNetConfig
+from toolchain.models.icnet_keras_import import export_legacy_h5, write_config_yaml
+from toolchain.verify import report as rp
+from toolchain.verify.report import VerifyError, VerifyOptions, add_verify_arguments, run_verify, verify_main
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_verify_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def _one_line(e: pytest.ExceptionInfo) -> str:
+    msg = str(e.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+@pytest.fixture
+def fake_bundle(tmp_path: Path) -> SimpleNamespace:
+    """A bundle object as runtime.bundle.load_bundle returns it (the engine runs are injected)."""
+    manifest = SimpleNamespace(
+        model="seanet-test", target="rpi4", sample_rate=16000, block=16, algorithmic_latency_samples=16,
+        algorithmic_latency_ms=1.0,
+        audiogram={"name": "moderate-sloping", "thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65],
+                   "frequencies_hz": [250, 500, 1000, 2000, 3000, 4000, 6000, 8000]},
+        metrics={"int8_vs_fp32_snr_db": 27.5, "algorithmic_latency_measured_samples": 16},
+        extra={"board": {"latency_budget_ms": 5.0}})
+    path = tmp_path / "bundle-rpi4"
+    path.mkdir()
+    return SimpleNamespace(path=path, manifest=manifest)
+
+
+def _speech(n: int = 2, seconds: float = 0.3) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000
+    env = np.clip(np.sin(2 * np.pi * 4 * t), 0, None)
+    return [(rng.standard_normal(t.size) * env * 0.05).astype(np.float32) for _ in range(n)]
+
+
+def _int8(x: np.ndarray) -> np.ndarray:
+    """A 'compensator' with gain, 3 samples of delay and a little quantisation noise."""
+    y = np.zeros_like(x)
+    y[3:] = 1.5 * x[:-3]
+    return (np.round(y * 256) / 256).astype(np.float32)
+
+
+def _fp32(x: np.ndarray) -> np.ndarray:
+    y = np.zeros_like(x)
+    y[3:] = 1.5 * x[:-3]
+    return y
+
+
+# ------------------------------------------------------------------------------ errors
+def test_missing_weights_is_a_one_line_error(tmp_path):
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "bundle"), "--icnet-weights", str(tmp_path / "absent.hdf5")))
+    assert "absent.hdf5" in _one_line(e) and "not found" in str(e.value)
+
+
+def test_malformed_weights_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "model_weights.hdf5"
+    bad.write_bytes(b"\x89HDF\r\n garbage")
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "bundle"), "--icnet-weights", str(bad)))
+    assert str(bad) in _one_line(e)
+
+
+def test_config_yaml_that_does_not_match_is_a_one_line_error(tmp_path):
+    weights = tmp_path / "model_weights.hdf5"
+    export_legacy_h5(ICNet(ICNetConfig(n_branches=1)), weights)
+    (tmp_path / "config.yaml").write_text("fs_audio: 24414.0625\nds_factor: 32\nbottleneck_channels: 128\nn_decoders: 1\n")
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "bundle"), "--icnet-weights", str(weights)))
+    assert "config.yaml" in _one_line(e) and "bottleneck" in str(e.value)
+
+
+def test_bad_bundle_and_bad_options_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "no-such-bundle")))
+    assert "no-such-bundle" in _one_line(e)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{ not json")
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(broken)))
+    assert "manifest.json" in _one_line(e)
+    with pytest.raises(VerifyError, match="--clips"):
+        VerifyOptions(bundle=tmp_path, clips=0)
+    with pytest.raises(VerifyError, match="need --psi-icnet"):
+        verify_main(_args(str(broken), "--psi", "1,2,3"))
+    # The stand-alone entry point prints one line and exits 2, as the CLI does.
+    assert rp.main([str(tmp_path / "no-such-bundle"), "--icnet-weights", str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("toolchain verify: error:")
+
+
+# ------------------------------------------------------------------------------ reports
+def _read(path: Path) -> dict:
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    return json.loads(text)
+
+
+def test_report_without_weights_says_the_neural_check_did_not_run(tmp_path, fake_bundle, monkeypatch):
+    monkeypatch.setattr(rp, "clarity_tools", lambda: (None, None, rp.NOT_INSTALLED))
+    opts = VerifyOptions(bundle=fake_bundle.path, device="cpu", timing_seconds=0.3, clips=2)
+    rep = run_verify(opts, progress=lambda s: None, bundle=fake_bundle, speech=_speech(), compensate=_int8,
+                     fp32=_fp32, latency_probe=lambda: 16)
+    json_path = tmp_path / "bundle-rpi4.verify.json"
+    html_path = tmp_path / "bundle-rpi4.verify.html"
+    assert rep["outputs"] == {"json": str(json_path), "html": str(html_path)}
+    data = _read(json_path)
+    assert data["format"] == rp.REPORT_FORMAT and data["device"]["used"] == "cpu"
+    s = data["int8_vs_fp32"]
+    assert s["manifest_snr_db"] == 27.5 and 20 < s["measured_snr_db"] < 80 and len(s["per_clip_snr_db"]) == 2
+    lat = data["latency"]
+    assert lat["impulse_samples"] == 16 and lat["impulse_matches_manifest"] and lat["within_budget"]
+    assert data["haspi"] == {"status": "not available", "reason": "pyclarity not installed"}
+    assert data["nal_r"]["status"] == "not available"
+    mb = data["midbrain"]
+    assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"]
+    assert "comparisons" not in mb  # no fidelity numbers without weights
+    assert mb["timing"]["seconds_per_second"] > 0 and "random" in mb["timing"]["weights"]
+    assert mb["architecture"]["parameters"] == 6_589_600
+    assert mb["alignment_lag_samples"] == [3, 3]
+    page = html_path.read_text()
+    assert "not run" in page and "pyclarity not installed" in page
+    assert len(re.findall(r"data:image/png;base64,", page)) >= 2
+    lines = rp.summary_lines(rep)
+    assert any(line.startswith("midbrain: not run") for line in lines)
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
+    """Given weights the midbrain comparison runs; with pyclarity present HASPI and NAL-R are computed."""
+    torch.manual_seed(0)
+    wdir = tmp_path / "DNN"
+    wdir.mkdir()
+    net = ICNet(ICNetConfig(n_branches=1))
+    export_legacy_h5(net, wdir / "model_weights.hdf5")
+    write_config_yaml(wdir / "config.yaml", net.config)
+
+    calls: dict[str, int] = {"haspi": 0, "nalr": 0}
+
+    def haspi_v2(x, fx, y, fy, hl, level1):  # the older pyclarity signature
+        calls["haspi"] += 1
+        assert len(hl) == 6 and fx == fy == 16000 and level1 == pytest.approx(103.0103, abs=1e-3)
+        return float(np.clip(np.corrcoef(x, y)[0, 1], 0, 1)), None
+
+    class NALR:
+        def __init__(self, nfir, sample_rate):
+            self.nfir = nfir
+
+        def build(self, hl, cfs):
+            calls["nalr"] += 1
+            h = np.zeros(self.nfir + 1)
+            h[self.nfir // 2] = 2.0
+            return h, h
+
+        def apply(self, h, x):
+            return np.convolve(x, h)
+
+    monkeypatch.setattr(rp, "clarity_tools", lambda: (haspi_v2, NALR, None))
+    opts = VerifyOptions(bundle=fake_bundle.path, icnet_weights=wdir / "model_weights.hdf5", device="cpu", clips=1,
+                         json_path=tmp_path / "r.json", html_path=tmp_path / "r.html")
+    rep = run_verify(opts, progress=lambda s: None, bundle=fake_bundle, speech=_speech(1, 0.25), compensate=_int8,
+                     fp32=_fp32, latency_probe=lambda: 16)
+    data = _read(tmp_path / "r.json")
+    assert data["haspi"]["status"] == "ok" and set(data["haspi"]["scores"]) == {"unprocessed", "compensated", "nal-r"}
+    assert data["haspi"]["scores"]["nal-r"]["mean"] == pytest.approx(1.0)  # a pure delay, removed
+    assert data["nal_r"]["status"] == "ok" and calls["nalr"] == 1
+    mb = data["midbrain"]
+    assert mb["status"] == "partial" and "ψ-ICNet" in mb["reason"]
+    assert mb["comparisons"]["impaired"]["status"] == "not run"
+    nh = mb["comparisons"]["normal_hearing_icnet"]
+    assert nh["status"] == "ok" and nh["impaired_model"] is False
+    assert set(nh["conditions"]) == {"normal hearing (ceiling)", "unprocessed", "compensated", "nal-r"}
+    assert nh["conditions"]["unprocessed"] == nh["conditions"]["normal hearing (ceiling)"]
+    assert mb["icnet_import"]["layout"] == "keras-legacy-h5"
+    assert mb["timing"]["seconds_per_second"] > 0 and mb["timing"]["weights"] == "given"
+    assert "examples" not in json.dumps(data)
+    assert "normal_hearing_icnet" in (tmp_path / "r.html").read_text()
+    assert rep["outputs"]["json"] == str(tmp_path / "r.json")
+
+
+def test_psi_icnet_checkpoint_round_trip_and_errors(tmp_path):
+    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, load_psi_icnet, save_psi_icnet
+
+    torch.manual_seed(0)
+    m = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
+    path = tmp_path / "psi.pt"
+    save_psi_icnet(m, path, audiogram_to_psi={"weight": np.ones((3, 8)), "bias": np.zeros(3)})
+    got, mapping = load_psi_icnet(path)
+    assert got.config == m.config and np.asarray(mapping["weight"]).shape == (3, 8)
+    for k, v in m.state_dict().items():
+        assert torch.equal(got.state_dict()[k], v), k
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "bundle"), "--psi-icnet", str(path), "--psi", "1,2"))
+    assert "3 ψ parameters" in _one_line(e)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(VerifyError) as e:
+        verify_main(_args(str(tmp_path / "bundle"), "--psi-icnet", str(junk)))
+    assert "not a ψ-ICNet checkpoint" in _one_line(e)

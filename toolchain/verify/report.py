@@ -1,0 +1,812 @@
+"""``toolchain verify BUNDLE``: one JSON + HTML report on a bundle's full-precision checks.
+
+Sections (DESIGN.md, "Verification on the full-precision path"):
+
+* **int8 vs fp32** — the manifest's figure and a re-measurement: held-out synthetic speech
+  through the bundle's int8 and fp32 TFLite graphs (``runtime.engine.Engine``), SNR in dB;
+* **latency** — the manifest's algorithmic latency, an impulse re-measurement through the int8
+  graph, and the board's budget;
+* **HASPI v2** and **NAL-R** — pyclarity's ``haspi_v2`` and ``NALR`` when ``clarity`` imports;
+  otherwise reported as "not available (pyclarity not installed)", never invented;
+* **midbrain fidelity** — ICNet / ψ-ICNet (:mod:`toolchain.verify.neural`) in fp32, CUDA when
+  present, with the seconds of compute per second of audio. The project cannot download
+  weights: without ``--icnet-weights`` / ``--psi-icnet`` the section says it did not run (and
+  times a randomly initialised ICNet, labelled as such, for the speed figure only).
+
+Any user mistake — a missing or malformed weights file, a ``config.yaml`` that does not match
+the architecture, a bad bundle, an unwritable output — raises :class:`VerifyError` (a
+``ValueError``) whose ``str()`` is one line; the CLI prints it and exits with status 2.
+The CLI owner wires :func:`add_verify_arguments` and :func:`verify_main` in as ``toolchain verify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import inspect
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+REPORT_FORMAT = "hx-verify-report/1"
+NOT_INSTALLED = "pyclarity not installed"
+NALR_TAPS = 220  # pyclarity's NAL-R FIR order in its recipes (linear phase, delay NALR_TAPS // 2)
+
+Progress = Callable[[str], None]
+
+
+class VerifyError(ValueError):
+    """A user's mistake in ``toolchain verify``; ``str()`` is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+# ------------------------------------------------------------------------------ options
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Everything ``toolchain verify`` needs; paths are checked by :func:`run_verify`."""
+
+    bundle: Path
+    icnet_weights: Path | None = None
+    icnet_config: Path | None = None
+    psi_icnet: Path | None = None
+    psi: tuple[float, ...] | None = None
+    psi_normal: tuple[float, ...] | None = None
+    device: str = "auto"
+    json_path: Path | None = None
+    html_path: Path | None = None
+    clips: int = 3
+    seconds: float = 2.0
+    level_db_spl: float = 65.0
+    batch_frames: int = 4
+    seed: int = 0
+    timing_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.clips, bool) or not isinstance(self.clips, int) or not 1 <= self.clips <= 100:
+            raise VerifyError(f"--clips must be an integer in 1..100, got {self.clips!r}")
+        if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and 0.2 <= self.seconds <= 60):
+            raise VerifyError(f"--seconds must be in 0.2..60, got {self.seconds!r}")
+        if not (isinstance(self.level_db_spl, (int, float)) and 20 <= self.level_db_spl <= 110):
+            raise VerifyError(f"--level must be in 20..110 dB SPL, got {self.level_db_spl!r}")
+        if isinstance(self.batch_frames, bool) or not isinstance(self.batch_frames, int) or not 1 <= self.batch_frames <= 256:
+            raise VerifyError(f"--batch-frames must be in 1..256, got {self.batch_frames!r}")
+        from toolchain.verify.neural import DEVICES
+
+        if self.device not in DEVICES:
+            raise VerifyError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    def outputs(self) -> tuple[Path, Path]:
+        """JSON and HTML paths (default: beside the bundle, ``<bundle>.verify.json/.html``)."""
+        b = Path(self.bundle)
+        name = b.resolve().name or "bundle"
+        return (Path(self.json_path) if self.json_path else b.parent / f"{name}.verify.json",
+                Path(self.html_path) if self.html_path else b.parent / f"{name}.verify.html")
+
+
+# ------------------------------------------------------------------------------ helpers
+def _stderr_progress(stage: str) -> None:
+    print(f"verify: {stage}", file=sys.stderr, flush=True)
+
+
+def _finite(v: Any) -> Any:
+    """JSON-safe copy: NaN/inf → None, numpy → Python."""
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _finite(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def _without_examples(v: Any) -> Any:
+    """Copy without the ``examples`` arrays (plots only; too large for the JSON)."""
+    if isinstance(v, dict):
+        return {k: _without_examples(x) for k, x in v.items() if k != "examples"}
+    return v
+
+
+def _check_writable(path: Path, what: str) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise VerifyError(f"{path}: is a directory; --{what} needs a file name")
+    if not parent.is_dir():
+        raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not writable)")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to a temp file in the same directory, fsync, then ``os.replace``."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[np.ndarray, int]:
+    """Advance ``processed`` by the lag in 0..max_lag that best matches ``reference`` (zero-padded)."""
+    n = min(len(reference), len(processed))
+    r, p = np.asarray(reference[:n], np.float64), np.asarray(processed[:n], np.float64)
+    best, lag = -np.inf, 0
+    for k in range(0, max(0, min(max_lag, n - 1)) + 1):
+        c = float(np.dot(r[: n - k], p[k:]))
+        if c > best:
+            best, lag = c, k
+    out = np.zeros(len(processed), np.float32)
+    out[: len(processed) - lag] = processed[lag:]
+    return out, lag
+
+
+# ------------------------------------------------------------------------------ pyclarity
+def clarity_tools() -> tuple[Any, Any, str | None]:
+    """``(haspi_v2, NALR, None)`` when pyclarity imports, else ``(None, None, reason)``."""
+    try:
+        from clarity.enhancer.nalr import NALR
+        from clarity.evaluator.haspi import haspi_v2
+    except ImportError as e:
+        missing = getattr(e, "name", "") or ""
+        return None, None, NOT_INSTALLED if missing.split(".")[0] in ("clarity", "") else f"pyclarity: {e}"
+    except Exception as e:  # a broken install: say what, do not guess numbers
+        return None, None, f"pyclarity failed to import ({type(e).__name__}: {str(e)[:80]})"
+    return haspi_v2, NALR, None
+
+
+def _clarity_audiogram(thresholds: Sequence[float], freqs: Sequence[float]) -> Any:
+    from clarity.utils.audiogram import Audiogram as ClarityAudiogram
+
+    return ClarityAudiogram(levels=np.asarray(thresholds, np.float64), frequencies=np.asarray(freqs, np.float64))
+
+
+def nalr_process(NALR: Any, x: np.ndarray, sample_rate: int, thresholds: Sequence[float],
+                 freqs: Sequence[float]) -> np.ndarray:
+    """Apply pyclarity's NAL-R prescription for the audiogram; the FIR's linear-phase delay is removed."""
+    nalr = NALR(nfir=NALR_TAPS, sample_rate=sample_rate)
+    params = list(inspect.signature(nalr.build).parameters)
+    if params and params[0] == "audiogram":
+        filt, _ = nalr.build(_clarity_audiogram(thresholds, freqs))
+    else:
+        filt, _ = nalr.build(np.asarray(thresholds, np.float64), np.asarray(freqs, np.float64))
+    y = np.asarray(nalr.apply(filt, np.asarray(x, np.float64)), np.float64)
+    d = NALR_TAPS // 2
+    return y[d:d + len(x)].astype(np.float32)
+
+
+def haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sample_rate: int,
+                thresholds: Sequence[float], freqs: Sequence[float], level1: float) -> float:
+    """HASPI v2 of ``processed`` against the clean ``reference`` for the audiogram (pyclarity's API, old or new)."""
+    params = list(inspect.signature(haspi_v2).parameters)
+    if "audiogram" in params:
+        score, _ = haspi_v2(reference=np.asarray(reference, np.float64), reference_sample_rate=sample_rate,
+                            processed=np.asarray(processed, np.float64), processed_sample_rate=sample_rate,
+                            audiogram=_clarity_audiogram(thresholds, freqs), level1=level1)
+    else:  # older pyclarity: hearing loss at 250, 500, 1000, 2000, 4000, 6000 Hz
+        six = np.interp(np.log2([250, 500, 1000, 2000, 4000, 6000]), np.log2(np.asarray(freqs, np.float64)),
+                        np.asarray(thresholds, np.float64))
+        score, _ = haspi_v2(np.asarray(reference, np.float64), sample_rate, np.asarray(processed, np.float64),
+                            sample_rate, six, level1)
+    return float(score)
+
+
+# ------------------------------------------------------------------------------ models
+@dataclass
+class _Models:
+    icnet: Any = None
+    icnet_import: Any = None
+    psi: Any = None
+    psi_map: Any = None
+
+
+def _load_models(opts: VerifyOptions) -> _Models:
+    out = _Models()
+    if opts.icnet_weights is not None:
+        from toolchain.models.icnet_keras_import import ICNetImportError, import_icnet
+
+        try:
+            out.icnet, out.icnet_import = import_icnet(opts.icnet_weights, opts.icnet_config)
+        except ICNetImportError as e:
+            raise VerifyError(str(e)) from None
+    elif opts.icnet_config is not None:
+        raise VerifyError("--icnet-config needs --icnet-weights")
+    if opts.psi_icnet is not None:
+        from toolchain.models.icnet import load_psi_icnet
+
+        p = Path(opts.psi_icnet)
+        if not p.is_file():
+            raise VerifyError(f"{p}: ψ-ICNet checkpoint not found")
+        try:
+            out.psi, out.psi_map = load_psi_icnet(p)
+        except Exception as e:  # torch raises many types for a bad file
+            first = str(e).splitlines()[0][:120] if str(e) else ""
+            raise VerifyError(f"{p}: not a ψ-ICNet checkpoint ({type(e).__name__}: {first})") from None
+        for name, vals in (("--psi", opts.psi), ("--psi-normal", opts.psi_normal)):
+            if vals is not None and len(vals) != out.psi.config.n_psi:
+                raise VerifyError(f"{name} has {len(vals)} values; the ψ-ICNet has {out.psi.config.n_psi} ψ parameters")
+    elif opts.psi is not None or opts.psi_normal is not None:
+        raise VerifyError("--psi / --psi-normal need --psi-icnet")
+    return out
+
+
+def _architecture(icnet: Any) -> dict[str, Any]:
+    from toolchain.models.icnet import ICNet
+
+    model = icnet if icnet is not None else ICNet()
+    rows = [{"layer": n, "output_shape": list(s), "parameters": p} for n, s, p in model.layer_summary()]
+    return {"layers": rows, "parameters": model.parameter_count(), "config": model.config.to_dict()}
+
+
+# ------------------------------------------------------------------------------ the run
+def _speech(bundle_rate: int, opts: VerifyOptions) -> list[np.ndarray]:
+    from toolchain.audio.data import CorpusConfig, SyntheticCorpus
+
+    cfg = CorpusConfig(sample_rate=int(bundle_rate), seconds=float(opts.seconds),
+                       speech_level_db_spl=(float(opts.level_db_spl), float(opts.level_db_spl)), noise_probability=0.0)
+    corpus = SyntheticCorpus("test", cfg, seed=int(opts.seed), size=int(opts.clips))
+    return [corpus[i].clean.astype(np.float32) for i in range(len(corpus))]
+
+
+def _engine_runner(bundle: Any, backend: str) -> Callable[[np.ndarray], np.ndarray]:
+    from runtime.engine import Engine
+
+    engine = Engine(bundle, backend=backend)
+    return lambda x: engine.run(np.asarray(x, np.float32))
+
+
+def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bundle: Any = None,
+               speech: Sequence[np.ndarray] | None = None, compensate: Callable[[np.ndarray], np.ndarray] | None = None,
+               fp32: Callable[[np.ndarray], np.ndarray] | None = None,
+               latency_probe: Callable[[], int] | None = None) -> dict[str, Any]:
+    """Build the report, write JSON + HTML, return the report dict.
+
+    The keyword arguments replace parts of the pipeline (for tests or other front ends): a
+    ready ``bundle`` object, the clean ``speech`` clips, the int8 ``compensate`` and ``fp32``
+    runners, the ``latency_probe``.
+    """
+    t_start = time.perf_counter()
+    models = _load_models(opts)
+    if bundle is None:
+        from runtime.bundle import BundleError, load_bundle
+
+        try:
+            bundle = load_bundle(opts.bundle)
+        except BundleError as e:
+            raise VerifyError(str(e)) from None
+    json_path, html_path = opts.outputs()
+    _check_writable(json_path, "json")
+    _check_writable(html_path, "html")
+    m = bundle.manifest
+    fs = int(m.sample_rate)
+    audiogram = dict(m.audiogram) if m.audiogram else None
+
+    import torch
+
+    from toolchain.verify.neural import select_device
+
+    device, device_note = select_device(opts.device)
+
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bundle": {"path": str(bundle.path), "model": m.model, "target": m.target, "sample_rate": fs,
+                   "block": m.block, "audiogram": audiogram},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
+        "device": {"requested": opts.device, "used": str(device), "note": device_note, "torch": torch.__version__,
+                   "precision": "fp32"},
+    }
+
+    # ---------------------------------------------------------------- audio through the bundle
+    progress("synthesising held-out speech")
+    clean = [np.asarray(c, np.float32) for c in (speech if speech is not None else _speech(fs, opts))]
+    if not clean:
+        raise VerifyError("no speech clips to verify with")
+    from runtime.backends.base import BackendError
+
+    try:
+        run_int8 = compensate or _engine_runner(bundle, "litert")
+        run_fp32 = fp32 or _engine_runner(bundle, "litert-fp32")
+    except (BackendError, ValueError) as e:
+        raise VerifyError(f"{bundle.path}: cannot run the bundle ({' '.join(str(e).split())})") from None
+    progress("running the int8 and fp32 graphs")
+    y8 = [np.asarray(run_int8(x), np.float32) for x in clean]
+    y32 = [np.asarray(run_fp32(x), np.float32) for x in clean]
+    report["int8_vs_fp32"] = _int8_section(m, y8, y32, fs)
+    report["latency"] = _latency_section(bundle, latency_probe)
+
+    max_lag = int(min(0.01 * fs, 2 * m.algorithmic_latency_samples + m.block))
+    compensated, lags = [], []
+    for x, y in zip(clean, y8):
+        a, lag = _align(x, y, max_lag)
+        compensated.append(a)
+        lags.append(lag)
+
+    # ---------------------------------------------------------------- pyclarity
+    haspi_v2, NALR, why = clarity_tools()
+    conditions: dict[str, list[np.ndarray]] = {"unprocessed": clean, "compensated": compensated}
+    nalr_section: dict[str, Any]
+    if NALR is None:
+        nalr_section = {"status": "not available", "reason": why}
+    elif audiogram is None:
+        nalr_section = {"status": "not run", "reason": "the bundle has no audiogram"}
+    else:
+        progress("NAL-R (pyclarity)")
+        conditions["nal-r"] = [nalr_process(NALR, x, fs, audiogram["thresholds_db_hl"], audiogram["frequencies_hz"])
+                               for x in clean]
+        nalr_section = {"status": "ok", "taps": NALR_TAPS + 1, "delay_removed_samples": NALR_TAPS // 2}
+    report["nal_r"] = nalr_section
+    report["haspi"] = _haspi_section(haspi_v2, why, audiogram, clean, conditions, fs, progress)
+
+    # ---------------------------------------------------------------- midbrain
+    report["midbrain"] = _midbrain_section(opts, models, audiogram, clean, conditions, fs, device, progress, lags)
+    report["elapsed_seconds"] = round(time.perf_counter() - t_start, 2)
+
+    progress("writing the report")
+    midbrain = report["midbrain"]
+    data = _finite(_without_examples(report))
+    write_text_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text_atomic(html_path, render_html(data, _plots(data, clean, y8, y32, fs, midbrain)))
+    report = _without_examples(report)
+    report["outputs"] = {"json": str(json_path), "html": str(html_path)}
+    return report
+
+
+def _int8_section(m: Any, y8: Sequence[np.ndarray], y32: Sequence[np.ndarray], fs: int) -> dict[str, Any]:
+    from toolchain.verify.metrics import snr_db
+
+    per = [snr_db(b, a) for a, b in zip(y8, y32)]
+    return {"status": "ok", "manifest_snr_db": m.metrics.get("int8_vs_fp32_snr_db"),
+            "measured_snr_db": snr_db(np.concatenate(y32), np.concatenate(y8)), "per_clip_snr_db": per,
+            "test_seconds": float(sum(len(a) for a in y8) / fs),
+            "what": "held-out clean synthetic speech (test split) through the bundle's int8 vs its fp32 TFLite graph "
+                    "(the manifest's figure is the exporter's own: int8 vs the torch model on its held-out set)"}
+
+
+def _latency_section(bundle: Any, probe: Callable[[], int] | None) -> dict[str, Any]:
+    m = bundle.manifest
+    extra = m.extra if isinstance(m.extra, Mapping) else {}
+    board = extra.get("board") if isinstance(extra.get("board"), Mapping) else {}
+    budget = board.get("latency_budget_ms")
+    out: dict[str, Any] = {"status": "ok", "algorithmic_latency_samples": m.algorithmic_latency_samples,
+                           "algorithmic_latency_ms": m.algorithmic_latency_ms,
+                           "manifest_measured_samples": m.metrics.get("algorithmic_latency_measured_samples"),
+                           "budget_ms": budget,
+                           "within_budget": (m.algorithmic_latency_ms <= float(budget)) if isinstance(budget, (int, float)) else None}
+    try:
+        if probe is None:
+            from runtime.backends import open_backend
+            from runtime.bench import impulse_latency
+
+            measured = impulse_latency(open_backend(bundle, "litert"))
+        else:
+            measured = probe()
+        out["impulse_samples"] = int(measured)
+        out["impulse_matches_manifest"] = int(measured) == int(m.algorithmic_latency_samples)
+    except Exception as e:  # the manifest figure still stands; say why no re-measurement
+        out["impulse_samples"] = None
+        out["impulse_note"] = f"not re-measured ({type(e).__name__}: {' '.join(str(e).split())[:100]})"
+    return out
+
+
+def _haspi_section(haspi_v2: Any, why: str | None, audiogram: Mapping[str, Any] | None, clean: Sequence[np.ndarray],
+                   conditions: Mapping[str, Sequence[np.ndarray]], fs: int, progress: Progress) -> dict[str, Any]:
+    if haspi_v2 is None:
+        return {"status": "not available", "reason": why}
+    if audiogram is None:
+        return {"status": "not run", "reason": "the bundle has no audiogram"}
+    from toolchain.audio.levels import DEFAULT_CALIBRATION
+
+    progress("HASPI v2 (pyclarity)")
+    level1 = float(DEFAULT_CALIBRATION.rms_to_db_spl(1.0))
+    scores: dict[str, Any] = {}
+    for name, clips in conditions.items():
+        vals = [haspi_score(haspi_v2, x, y, fs, audiogram["thresholds_db_hl"], audiogram["frequencies_hz"], level1)
+                for x, y in zip(clean, clips)]
+        scores[name] = {"mean": float(np.mean(vals)), "per_clip": vals}
+    return {"status": "ok", "level1_db_spl": level1, "audiogram": audiogram.get("name"), "scores": scores,
+            "what": "HASPI v2 (pyclarity) of each condition against the clean speech, for the bundle's audiogram"}
+
+
+def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, Any] | None,
+                      clean: Sequence[np.ndarray], conditions: Mapping[str, Sequence[np.ndarray]], fs: int,
+                      device: Any, progress: Progress, lags: Sequence[int]) -> dict[str, Any]:
+    import torch
+
+    from toolchain.models.icnet import ICNet
+    from toolchain.verify.neural import MidbrainModel, compare, psi_for_audiogram, time_model
+
+    if models.icnet is None and models.psi is None:
+        torch.manual_seed(opts.seed)
+        arch_net = ICNet()
+    else:
+        arch_net = models.icnet
+    sec: dict[str, Any] = {"architecture": _architecture(arch_net), "alignment_lag_samples": list(lags)}
+    if models.icnet is None and models.psi is None:
+        sec["status"] = "not run"
+        sec["reason"] = ("no ICNet weights given (--icnet-weights FILE with its config.yaml); the project cannot "
+                         "download them, so no midbrain fidelity numbers exist for this bundle")
+        progress("timing ICNet (random weights, speed only)")
+        timing = time_model(MidbrainModel("ICNet (random initialisation)", arch_net), device,
+                            seconds=opts.timing_seconds, batch_frames=opts.batch_frames, seed=opts.seed)
+        timing["weights"] = "random initialisation: timing only, no fidelity numbers"
+        sec["timing"] = timing
+        return sec
+
+    sec["status"] = "ok"
+    sec["comparisons"] = {}
+    notes = []
+    if models.icnet_import is not None:
+        ir = models.icnet_import
+        sec["icnet_import"] = {"weights": ir.weights, "config": ir.config, "layout": ir.layout,
+                               "graph_traced": ir.graph_traced, "parameters": ir.parameters, "mapping": ir.mapping}
+    if models.psi is not None:
+        n_psi = models.psi.config.n_psi
+        psi_hi = psi_nh = None
+        why = None
+        try:
+            if opts.psi is not None:
+                psi_hi = np.asarray(opts.psi, np.float32)
+            elif audiogram is not None:
+                psi_hi = psi_for_audiogram(models.psi_map, audiogram["thresholds_db_hl"], n_psi)
+            else:
+                why = "the bundle has no audiogram and no --psi was given"
+            if opts.psi_normal is not None:
+                psi_nh = np.asarray(opts.psi_normal, np.float32)
+            elif psi_hi is not None:
+                psi_nh = psi_for_audiogram(models.psi_map, [0.0] * len(audiogram["thresholds_db_hl"]) if audiogram
+                                           else [0.0] * 8, n_psi)
+        except ValueError as e:
+            why = str(e)
+        if psi_hi is None or psi_nh is None:
+            sec["comparisons"]["impaired"] = {"status": "not run", "reason": f"no ψ for the audiogram: {why}"}
+        else:
+            cond = lambda v: models.psi.condition(torch.as_tensor(v).reshape(1, -1))  # noqa: E731
+            show = lambda v: [round(float(a), 3) for a in v]  # noqa: E731
+            nh = MidbrainModel(f"ψ-ICNet, ψ(normal) = {show(psi_nh)}", models.psi, psi=cond(psi_nh))
+            hi = MidbrainModel(f"ψ-ICNet, ψ(audiogram) = {show(psi_hi)}", models.psi, psi=cond(psi_hi))
+            progress("ψ-ICNet: normal-hearing reference vs impaired model")
+            c = compare(nh, hi, clean, conditions, fs, device, impaired=True, batch_frames=opts.batch_frames,
+                        seed=opts.seed)
+            d = c.to_dict()
+            d["status"] = "ok"
+            d["examples"] = {k: v for k, v in c.examples.items()}
+            sec["comparisons"]["impaired"] = d
+    else:
+        sec["comparisons"]["impaired"] = {
+            "status": "not run",
+            "reason": "no ψ-ICNet weights (--psi-icnet FILE): there is no impaired midbrain model, so how much of "
+                      "the hearing-loss gap the compensator closes was not measured"}
+        notes.append("impaired comparison not run (no ψ-ICNet weights)")
+    if models.icnet is not None:
+        progress("ICNet: normal-hearing model on processed vs clean speech")
+        net = MidbrainModel(f"ICNet ({models.icnet.config.n_branches} branches, stationary time input 1 h)", models.icnet)
+        c = compare(net, net, clean, conditions, fs, device, impaired=False, batch_frames=opts.batch_frames,
+                    seed=opts.seed)
+        d = c.to_dict()
+        d["status"] = "ok"
+        d["what"] = ("normal-hearing ICNet on each processed version vs on the clean speech: how the processing "
+                     "changes a normal midbrain's response (not the impaired gap)")
+        d["examples"] = {k: v for k, v in c.examples.items()}
+        sec["comparisons"]["normal_hearing_icnet"] = d
+    timings = [v.get("timing", {}).get("seconds_per_second") for v in sec["comparisons"].values() if isinstance(v, dict)]
+    timings = [t for t in timings if isinstance(t, float)]
+    if timings:
+        sec["timing"] = {"seconds_per_second": float(np.mean(timings)), "device": str(device),
+                         "batch_frames": opts.batch_frames, "weights": "given"}
+    if notes:
+        sec["status"] = "partial"
+        sec["reason"] = "; ".join(notes)
+    return sec
+
+
+# ------------------------------------------------------------------------------ plots + HTML
+def _png(fig: Any) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(data: Mapping[str, Any], clean: Sequence[np.ndarray], y8: Sequence[np.ndarray], y32: Sequence[np.ndarray],
+           fs: int, midbrain: Mapping[str, Any]) -> dict[str, str]:
+    from matplotlib.figure import Figure
+
+    plots: dict[str, str] = {}
+    s = data["int8_vs_fp32"]
+    fig = Figure(figsize=(9, 3))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
+    per = [v if v is not None else np.nan for v in s["per_clip_snr_db"]]
+    ax1.bar(range(len(per)), per, color="#4477aa")
+    ax1.set_xticks(range(len(per)))
+    if s.get("manifest_snr_db") is not None:
+        ax1.axhline(s["manifest_snr_db"], color="k", ls="--", lw=1, label="manifest")
+        ax1.legend(loc="lower right", fontsize=8)
+    ax1.set_xlabel("clip")
+    ax1.set_ylabel("SNR (dB)")
+    ax1.set_title("int8 vs fp32")
+    n = min(len(y32[0]), int(0.05 * fs))
+    start = int(np.argmax(np.abs(y32[0]))) // max(1, n) * n
+    seg = slice(start, min(start + n, len(y32[0])))
+    t = np.arange(seg.stop - seg.start) / fs * 1000
+    ax2.plot(t, y32[0][seg], lw=1, label="fp32")
+    ax2.plot(t, y8[0][seg], lw=1, alpha=0.8, label="int8")
+    ax2.plot(t, y8[0][seg] - y32[0][seg], lw=1, label="difference")
+    ax2.set_xlabel("ms")
+    ax2.legend(fontsize=8)
+    ax2.set_title("clip 0, loudest 50 ms")
+    plots["int8"] = _png(fig)
+
+    lat = data["latency"]
+    fig = Figure(figsize=(6, 1.8))
+    ax = fig.subplots()
+    ax.barh(["algorithmic"], [lat["algorithmic_latency_ms"]], color="#228833")
+    if lat.get("budget_ms") is not None:
+        ax.axvline(lat["budget_ms"], color="r", ls="--", label=f"budget {lat['budget_ms']:g} ms")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("ms")
+    ax.set_title("latency")
+    plots["latency"] = _png(fig)
+
+    h = data["haspi"]
+    if h.get("status") == "ok":
+        fig = Figure(figsize=(5, 2.6))
+        ax = fig.subplots()
+        names = list(h["scores"])
+        ax.bar(names, [h["scores"][k]["mean"] for k in names], color="#aa3377")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("HASPI v2")
+        plots["haspi"] = _png(fig)
+
+    for key, cmp in (midbrain.get("comparisons") or {}).items():
+        if not isinstance(cmp, dict) or cmp.get("status") != "ok":
+            continue
+        conds = cmp["conditions"]
+        names = list(conds)
+        fig = Figure(figsize=(9, 2.8))
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.bar(names, [conds[k]["feve"] if conds[k]["feve"] is not None else np.nan for k in names], color="#4477aa")
+        ax1.set_ylabel("FEVE (Eq. 4)")
+        ax2.bar(names, [conds[k]["kl_w"] if conds[k]["kl_w"] is not None else np.nan for k in names], color="#ee6677")
+        ax2.set_ylabel("KL_W (Eq. 5)")
+        for ax in (ax1, ax2):
+            ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        fig.suptitle(f"{key}: {cmp['test_model']}", fontsize=9)
+        plots[f"midbrain_{key}"] = _png(fig)
+        ex = cmp.get("examples") or {}
+        if ex:
+            fig = Figure(figsize=(9, 1.6 * len(ex)))
+            axes = np.atleast_1d(fig.subplots(len(ex), 1, sharex=True))
+            vmin = min(float(np.min(v)) for v in ex.values())
+            vmax = max(float(np.max(v)) for v in ex.values())
+            vmax = vmax if vmax > vmin else vmin + 1.0
+            for ax, (name, resp) in zip(axes, ex.items()):
+                step = max(1, resp.shape[1] // 256)
+                ax.imshow(np.asarray(resp)[:, ::step].T, aspect="auto", origin="lower", cmap="inferno", vmin=vmin,
+                          vmax=vmax, extent=[0, resp.shape[0] / 762.939453125 * 1000, 0, resp.shape[1]])
+                ax.set_ylabel(name, fontsize=7)
+            axes[-1].set_xlabel("ms (clip 0)")
+            plots[f"responses_{key}"] = _png(fig)
+    return plots
+
+
+def _fmt(v: Any, nd: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return html.escape(str(v))
+
+
+def _img(plots: Mapping[str, str], key: str) -> str:
+    return f'<img alt="{key}" src="data:image/png;base64,{plots[key]}">' if key in plots else ""
+
+
+def _status(sec: Mapping[str, Any]) -> str:
+    st = str(sec.get("status", "?"))
+    cls = {"ok": "ok", "partial": "warn"}.get(st, "off")
+    reason = f" — {html.escape(str(sec['reason']))}" if sec.get("reason") else ""
+    return f'<p class="status {cls}"><b>{html.escape(st)}</b>{reason}</p>'
+
+
+def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
+    """The self-contained HTML page (plots embedded as base64 PNG)."""
+    b = data["bundle"]
+    ag = b.get("audiogram") or {}
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>verify: " + html.escape(str(b["path"])) + "</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
+        ".status{padding:4px 8px;border-radius:4px}.ok{background:#e6f4ea}.warn{background:#fff4d6}"
+        ".off{background:#f4e6e6}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
+        f"<h1>Verification report</h1><p>bundle <code>{html.escape(str(b['path']))}</code>: "
+        f"{html.escape(str(b['model']))} → {html.escape(str(b['target']))}, {b['sample_rate']} Hz, block {b['block']}; "
+        f"audiogram {html.escape(str(ag.get('name', 'none')))} "
+        f"({', '.join(_fmt(v, 0) for v in ag.get('thresholds_db_hl', []))} dB HL)</p>",
+        f"<p>device: {html.escape(data['device']['note'])}; precision {data['device']['precision']}; "
+        f"created {data['created_utc']}; {data.get('elapsed_seconds', 0):.1f} s</p>",
+    ]
+    s = data["int8_vs_fp32"]
+    parts += ["<h2>int8 vs fp32</h2>", _status(s),
+              f"<table><tr><th>manifest SNR</th><th>measured SNR</th><th>audio</th></tr><tr><td>{_fmt(s['manifest_snr_db'], 2)} dB</td>"
+              f"<td>{_fmt(s['measured_snr_db'], 2)} dB</td><td>{_fmt(s['test_seconds'], 1)} s</td></tr></table>",
+              f"<p>{html.escape(s['what'])}</p>", _img(plots, "int8")]
+    lat = data["latency"]
+    parts += ["<h2>Latency</h2>", _status(lat),
+              "<table><tr><th>algorithmic</th><th>impulse (int8)</th><th>budget</th><th>within budget</th></tr>"
+              f"<tr><td>{lat['algorithmic_latency_samples']} samples = {_fmt(lat['algorithmic_latency_ms'], 2)} ms</td>"
+              f"<td>{_fmt(lat.get('impulse_samples'))} {html.escape(lat.get('impulse_note', ''))}</td>"
+              f"<td>{_fmt(lat.get('budget_ms'), 2)} ms</td><td>{_fmt(lat.get('within_budget'))}</td></tr></table>",
+              _img(plots, "latency")]
+    h = data["haspi"]
+    parts += ["<h2>HASPI v2</h2>", _status(h)]
+    if h.get("status") == "ok":
+        parts.append("<table><tr><th>condition</th><th>HASPI v2</th></tr>" + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['mean'])}</td></tr>" for k, v in h["scores"].items()) + "</table>")
+        parts.append(_img(plots, "haspi"))
+    parts += ["<h2>NAL-R</h2>", _status(data["nal_r"])]
+    mb = data["midbrain"]
+    parts += ["<h2>Midbrain fidelity (ICNet / ψ-ICNet, fp32)</h2>", _status(mb)]
+    if mb.get("timing"):
+        t = mb["timing"]
+        parts.append(f"<p>speed: <b>{_fmt(t.get('seconds_per_second'), 3)} s per second of audio</b> on "
+                     f"{html.escape(str(t.get('device')))}, {t.get('batch_frames')} frames per batch "
+                     f"({html.escape(str(t.get('weights', '')))})</p>")
+    for key, cmp in (mb.get("comparisons") or {}).items():
+        parts.append(f"<h3>{html.escape(key)}</h3>")
+        parts.append(_status(cmp))
+        if cmp.get("status") != "ok":
+            continue
+        parts.append(f"<p>reference: {html.escape(cmp['reference_model'])} on clean speech; test: "
+                     f"{html.escape(cmp['test_model'])}. {html.escape(cmp.get('what', ''))}</p>")
+        parts.append("<table><tr><th>condition</th><th>FEVE</th><th>KL_W</th><th>median r</th>"
+                     "<th>FEVE gap closed</th><th>KL_W gap closed</th></tr>" + "".join(
+                         f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['feve'])}</td><td>{_fmt(v['kl_w'], 4)}</td>"
+                         f"<td>{_fmt(v['correlation_median'])}</td><td>{_fmt(v.get('feve_gap_closed'))}</td>"
+                         f"<td>{_fmt(v.get('kl_w_gap_closed'))}</td></tr>" for k, v in cmp["conditions"].items())
+                     + "</table>")
+        parts.append(_img(plots, f"midbrain_{key}"))
+        parts.append(_img(plots, f"responses_{key}"))
+    arch = mb.get("architecture")
+    if arch:
+        parts.append(f"<h3>ICNet architecture (seed 001): {arch['parameters']:,} parameters</h3><table>"
+                     "<tr><th>layer</th><th>output (one 10240-sample frame)</th><th>parameters</th></tr>" + "".join(
+                         f"<tr><td>{html.escape(r['layer'])}</td><td>{' × '.join(map(str, r['output_shape']))}</td>"
+                         f"<td>{r['parameters']:,}</td></tr>" for r in arch["layers"]) + "</table>")
+    parts.append("<p>FEVE: seed 000 Eq. 4 with covariance weights normalised to a weighted mean; KL_W: Eq. 5, "
+                 "predicted histogram = expected count distribution. Gap closed = (processed − unprocessed) / "
+                 "(ceiling − unprocessed).</p></body></html>")
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals or not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected finite comma-separated numbers, got {text!r}")
+    return vals
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``toolchain verify`` (for the CLI owner's sub-parser)."""
+    parser.add_argument("bundle", help="bundle directory (from `toolchain export`)")
+    parser.add_argument("--icnet-weights", metavar="F", type=Path,
+                        help="ICNet's released Keras weights (DNN/model_weights.hdf5 or a Keras 3 .weights.h5); "
+                             "without it the midbrain check does not run")
+    parser.add_argument("--icnet-config", metavar="F", type=Path,
+                        help="ICNet's config.yaml (default: config.yaml beside the weights)")
+    parser.add_argument("--psi-icnet", metavar="F", type=Path,
+                        help="ψ-ICNet checkpoint (toolchain.models.icnet.save_psi_icnet): the impaired midbrain model")
+    parser.add_argument("--psi", metavar="V,V,..", type=_floats,
+                        help="ψ means for the listener (default: the checkpoint's audiogram → ψ map)")
+    parser.add_argument("--psi-normal", metavar="V,V,..", type=_floats,
+                        help="ψ means of normal hearing (default: the map at 0 dB HL)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                        help="where ICNet runs (default: CUDA when present, else the CPU)")
+    parser.add_argument("--json", metavar="F", type=Path, help="JSON report (default BUNDLE.verify.json beside the bundle)")
+    parser.add_argument("--html", metavar="F", type=Path, help="HTML report (default BUNDLE.verify.html)")
+    parser.add_argument("--clips", type=int, default=3, help="held-out speech clips (default 3)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="seconds per clip (default 2)")
+    parser.add_argument("--level", type=float, default=65.0, help="speech level in dB SPL (default 65)")
+    parser.add_argument("--batch-frames", type=int, default=4,
+                        help="ICNet frames (8192 samples + context) per batch (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="corpus and sampling seed (default 0)")
+
+
+def options_from_args(args: argparse.Namespace) -> VerifyOptions:
+    return VerifyOptions(bundle=Path(args.bundle), icnet_weights=args.icnet_weights, icnet_config=args.icnet_config,
+                         psi_icnet=args.psi_icnet, psi=args.psi, psi_normal=args.psi_normal, device=args.device,
+                         json_path=args.json, html_path=args.html, clips=args.clips, seconds=args.seconds,
+                         level_db_spl=args.level, batch_frames=args.batch_frames, seed=args.seed)
+
+
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    s, lat, h, mb = report["int8_vs_fp32"], report["latency"], report["haspi"], report["midbrain"]
+    lines = [f"int8 vs fp32: {s['measured_snr_db']:.2f} dB measured ({_fmt(s['manifest_snr_db'], 2)} dB in the manifest)",
+             f"latency: {lat['algorithmic_latency_ms']:.2f} ms algorithmic (impulse {_fmt(lat.get('impulse_samples'))} "
+             f"samples, budget {_fmt(lat.get('budget_ms'), 2)} ms)"]
+    if h.get("status") == "ok":
+        lines.append("HASPI v2: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in h["scores"].items()))
+    else:
+        lines.append(f"HASPI v2: {h['status']} ({h.get('reason')})")
+    lines.append(f"NAL-R: {report['nal_r']['status']}" + (f" ({report['nal_r'].get('reason')})" if report['nal_r'].get('reason') else ""))
+    line = f"midbrain: {mb['status']}"
+    if mb.get("reason"):
+        line += f" ({mb['reason']})"
+    lines.append(line)
+    for key, cmp in (mb.get("comparisons") or {}).items():
+        if cmp.get("status") == "ok":
+            lines.append(f"  {key}: " + "; ".join(f"{k} FEVE {_fmt(v['feve'])} KL_W {_fmt(v['kl_w'], 4)}"
+                                                 for k, v in cmp["conditions"].items()))
+    if mb.get("timing"):
+        t = mb["timing"]
+        lines.append(f"ICNet speed: {t['seconds_per_second']:.3f} s per second of audio on {t['device']} ({t['weights']})")
+    if report.get("outputs"):
+        lines.append(f"report: {report['outputs']['json']}, {report['outputs']['html']}")
+    return lines
+
+
+def verify_main(args: argparse.Namespace) -> int:
+    """``toolchain verify``: run, write JSON + HTML, print a summary. Raises :class:`VerifyError`."""
+    report = run_verify(options_from_args(args), progress=_stderr_progress if not getattr(args, "quiet", False)
+                        else (lambda s: None))
+    for line in summary_lines(report):
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m toolchain.verify.report``), with the CLI's one-line errors."""
+    from toolchain.models.icnet_keras_import import ICNetImportError
+
+    parser = argparse.ArgumentParser(prog="toolchain verify", description=__doc__.split("\n\n")[0])
+    add_verify_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return verify_main(args)
+    except (VerifyError, ICNetImportError) as e:
+        print(f"toolchain verify: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
