@@ -11,12 +11,14 @@ then times one step on the same int8 speech-in-noise signal:
   default XNNPACK delegate / TFLite's built-in kernels;
 * ``litert_step``: one full step as ``runtime.backends.litert.LiteRTBackend.process_raw`` does it
   (state tensors in, invoke, y and state tensors out), what the runtime pays per block;
-* ``ckernel_inprocess[_<arch>]``: ``hx_model_process`` for one block, timed inside C
-  (``csrc/tools/hx_stream -t``), for each kernel set the host runs;
+* ``ckernel_call_<arch>``: one ``hx_model_process`` call through cffi (buffers prepared), for each
+  kernel set the host runs: the counterpart of the Invoke timing;
+* ``ckernel_inprocess_<arch>``: the same call timed inside C (``csrc/tools/hx_stream -t``);
 * ``ckernel_step``: one block through ``runtime.backends.ckernel.CKernelBackend.process_raw``.
 
-The headline ratio (per block size) is ``litert_xnnpack_invoke`` p50 / ``ckernel_inprocess`` p50 of the
-fastest host kernel set, measured in the same run. Also reported: the arena bytes of the blob and the
+All Python-side timings are interleaved block set by block set, so every engine sees the same
+machine load. The headline ratio (per block size) is ``litert_xnnpack_invoke`` p50 /
+``ckernel_call`` p50 of the fastest host kernel set (also given on minima). Also reported: the arena bytes of the blob and the
 text size (``aarch64-linux-gnu-size``) of the kernel library and of ``hx_stream`` cross-built with the
 flags of boards/rpi4.toml. Writes ``ckernel_bench.json`` and ``ckernel_bench.png`` under ``--out``.
 """
@@ -109,7 +111,8 @@ def _stats(samples_us: np.ndarray) -> dict:
             "mean_us": float(s.mean()), "n": int(s.size)}
 
 
-def time_litert_invoke(tfl: bytes, x_q: np.ndarray, block: int, *, xnnpack: bool, repeats: int) -> dict:
+def litert_invoker(tfl: bytes, block: int, *, xnnpack: bool):
+    """A function timing Invoke for one block of int8 input (other inputs already set; 1 thread)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kw = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
@@ -122,27 +125,43 @@ def time_litert_invoke(tfl: bytes, x_q: np.ndarray, block: int, *, xnnpack: bool
     # The pybind Invoke() without the Python wrapper's buffer-safety check: the least overhead LiteRT
     # can be charged with from Python (it still releases and re-takes the GIL).
     invoke = getattr(getattr(it, "_interpreter", None), "Invoke", None) or it.invoke
-    times = []
-    n_blocks = x_q.size // block
-    for r in range(repeats):
-        for b in range(n_blocks):
-            it.set_tensor(x_index, x_q[b * block:(b + 1) * block].reshape(1, 1, block, 1))
-            t0 = time.perf_counter_ns()
-            invoke()
-            times.append((time.perf_counter_ns() - t0) / 1e3)
-    return _stats(np.array(times))
+
+    def run(blk: np.ndarray) -> float:
+        it.set_tensor(x_index, blk.reshape(1, 1, block, 1))
+        t0 = time.perf_counter_ns()
+        invoke()
+        return (time.perf_counter_ns() - t0) / 1e3
+
+    return run
 
 
-def time_backend_steps(backend, x_q: np.ndarray, block: int, repeats: int) -> dict:
-    times = []
-    for _ in range(repeats):
-        backend.reset()
-        for b in range(x_q.size // block):
-            blk = x_q[b * block:(b + 1) * block]
-            t0 = time.perf_counter_ns()
-            backend.process_raw(blk)
-            times.append((time.perf_counter_ns() - t0) / 1e3)
-    return _stats(np.array(times))
+def ckernel_invoker(blob: bytes, arch: str):
+    """A function timing one hx_model_process call (through cffi, buffers prepared) for one block."""
+    from runtime.backends.ckernel import CKernelBackend
+
+    be = CKernelBackend(blob, arch=arch)
+    ffi, lib, model = be._ffi, be._lib, be._model
+    xbuf = np.zeros(be.block, np.int8)
+    ybuf = np.zeros(be.block, np.int8)
+    xp, yp = ffi.from_buffer("int8_t[]", xbuf), ffi.from_buffer("int8_t[]", ybuf, require_writable=True)
+    process = lib.hx_model_process
+
+    def run(blk: np.ndarray) -> float:
+        xbuf[:] = blk
+        t0 = time.perf_counter_ns()
+        process(model, xp, yp, be.block)
+        return (time.perf_counter_ns() - t0) / 1e3
+
+    return run
+
+
+def backend_stepper(backend):
+    def run(blk: np.ndarray) -> float:
+        t0 = time.perf_counter_ns()
+        backend.process_raw(blk)
+        return (time.perf_counter_ns() - t0) / 1e3
+
+    return run
 
 
 def build_hx_stream(arch: str, out: Path, cc: str, cflags: list[str]) -> Path:
@@ -227,17 +246,29 @@ def main(argv: list[str] | None = None) -> int:
             tm = row["timings"]
             for a, exe in exes.items():
                 tm[f"ckernel_inprocess_{a}"] = time_c_inprocess(exe, blob, x_q, args.repeats, tmp)
-            tm["litert_xnnpack_invoke"] = time_litert_invoke(tfl, x_q, block, xnnpack=True, repeats=args.repeats)
-            tm["litert_builtin_invoke"] = time_litert_invoke(tfl, x_q, block, xnnpack=False, repeats=args.repeats)
-            tm["litert_step"] = time_backend_steps(lit, x_q, block, args.repeats)
-            tm["ckernel_step"] = time_backend_steps(CKernelBackend(blob), x_q, block, args.repeats)
-            best = min(tm[f"ckernel_inprocess_{a}"]["p50_us"] for a in host_archs)
-            row["ratio_litert_xnnpack_invoke_over_ckernel"] = tm["litert_xnnpack_invoke"]["p50_us"] / best
-            row["ratio_litert_builtin_invoke_over_ckernel"] = tm["litert_builtin_invoke"]["p50_us"] / best
+            runners = {f"ckernel_call_{a}": ckernel_invoker(blob, a) for a in host_archs}
+            runners["litert_xnnpack_invoke"] = litert_invoker(tfl, block, xnnpack=True)
+            runners["litert_builtin_invoke"] = litert_invoker(tfl, block, xnnpack=False)
+            runners["litert_step"] = backend_stepper(lit)
+            runners["ckernel_step"] = backend_stepper(CKernelBackend(blob))
+            samples: dict[str, list[float]] = {k: [] for k in runners}
+            blocks = [x_q[b * block:(b + 1) * block] for b in range(x_q.size // block)]
+            for _ in range(args.repeats):  # interleaved, so every engine sees the same machine load
+                for k, run in runners.items():
+                    samples[k] += [run(blk) for blk in blocks]
+            for k, v in samples.items():
+                tm[k] = _stats(np.array(v))
+            best_arch = min(host_archs, key=lambda a: tm[f"ckernel_call_{a}"]["p50_us"])
+            best = tm[f"ckernel_call_{best_arch}"]
+            row["fastest_host_arch"] = best_arch
+            row["ratio_litert_xnnpack_invoke_over_ckernel"] = tm["litert_xnnpack_invoke"]["p50_us"] / best["p50_us"]
+            row["ratio_litert_xnnpack_invoke_over_ckernel_min"] = tm["litert_xnnpack_invoke"]["min_us"] / best["min_us"]
+            row["ratio_litert_builtin_invoke_over_ckernel"] = tm["litert_builtin_invoke"]["p50_us"] / best["p50_us"]
             row["ratio_litert_step_over_ckernel_step"] = tm["litert_step"]["p50_us"] / tm["ckernel_step"]["p50_us"]
             row["block_period_us"] = 1e6 * block / 16000.0
             results["blocks"][str(block)] = row
-            print(f"block {block:4d}: C {best:7.2f} us | LiteRT XNNPACK {tm['litert_xnnpack_invoke']['p50_us']:7.2f} us "
+            print(f"block {block:4d}: C ({best_arch}) {best['p50_us']:7.2f} us | LiteRT XNNPACK "
+                  f"{tm['litert_xnnpack_invoke']['p50_us']:7.2f} us "
                   f"(x{row['ratio_litert_xnnpack_invoke_over_ckernel']:.2f}) | built-in "
                   f"{tm['litert_builtin_invoke']['p50_us']:7.2f} us | steps: LiteRT {tm['litert_step']['p50_us']:.1f} us, "
                   f"C {tm['ckernel_step']['p50_us']:.1f} us | arena {info['arena_bytes']} B", flush=True)

@@ -50,6 +50,10 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError,
                                        *user_errors()]
+    if command == "verify":
+        from toolchain.verify.report import VerifyError
+
+        errs.append(VerifyError)
     if command in (None, "export") or "torch" in sys.modules:
         try:
             from toolchain.export.pipeline import ExportError
@@ -303,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn = add_bench_parser(sub, names)
     bn.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
     bn.set_defaults(func=cmd_bench)
+
+    from toolchain.verify.report import add_verify_arguments, verify_main
+
+    v = sub.add_parser("verify", help="full-precision check of a bundle: int8 vs fp32, latency, HASPI, midbrain (ICNet)",
+                       description="One JSON + HTML report with plots: int8-vs-fp32 SNR, latency, HASPI v2 (when pyclarity "
+                       "is installed) and midbrain fidelity through ICNet / psi-ICNet (when you pass weights; without them "
+                       "the report says the neural check did not run). Runs on CUDA when present, else the CPU.")
+    add_verify_arguments(v)
+    v.set_defaults(func=verify_main)
     return p
 
 

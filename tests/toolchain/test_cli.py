@@ -97,3 +97,10 @@ def test_run_streams_the_demo_file(default_bundle, tmp_path):
     assert np.isfinite(y).all() and np.max(np.abs(y)) <= 0.891 + 1 / 32768
     assert "dB SPL" in r.stdout
     assert oct(os.stat(out).st_mode & 0o777) == "0o644"
+
+
+def test_verify_missing_weights_is_a_one_line_error(default_bundle, tmp_path):
+    r = run_toolchain("verify", str(default_bundle), "--icnet-weights", str(tmp_path / "w.h5"),
+                      "--json", str(tmp_path / "v.json"))
+    _one_line_error(r, "w.h5")
+    assert not (tmp_path / "v.json").exists()

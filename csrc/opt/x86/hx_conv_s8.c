@@ -2,9 +2,10 @@
  * hx_conv_s8.c (x86, AVX2) - 1-D VALID convolution. For eight output channels at a time, the
  * window . weight-row dot products run 16 taps per step (int8 sign-extended to int16, vpmaddwd into
  * int32: exact), the eight sums are reduced with horizontal adds and requantised as one vector.
- * Short rows (fewer than 32 taps, or a channel count that is not a multiple of 8) instead broadcast
+ * Short rows (fewer than 16 taps, or a channel count that is not a multiple of 8) broadcast
  * pairs of input taps against a zero-padded, tap-pair-interleaved copy of eight weight rows built
- * on the stack (vpmaddwd again), so no horizontal reduction is needed.
+ * on the stack (vpmaddwd again), so no horizontal reduction is needed; one to three channels with long
+ * rows take one dot product per output.
  * Identical results to csrc/ref/hx_conv_s8.c for every input.
  */
 #include <string.h>
@@ -99,6 +100,33 @@ static void hx_conv_short(const hx_conv_params *p, const int8_t *in, const int8_
     }
 }
 
+/* Dilation 1, fewer than 4 channels, row >= 16: one vpmaddwd dot product per output. */
+static void hx_conv_narrow(const hx_conv_params *p, const int8_t *in, const int8_t *weights, const int32_t *bias,
+                           const int32_t *mult, const int32_t *shift, int8_t *out) {
+    const uint32_t c_in = p->in_channels, c_out = p->out_channels, row = p->kernel * c_in, row16 = row & ~15u;
+    const size_t step = (size_t)p->stride * c_in;
+    uint32_t t, o, j;
+    for (t = 0; t < p->out_frames; ++t) {
+        const int8_t *x = in + (size_t)t * step;
+        for (o = 0; o < c_out; ++o) {
+            const int8_t *w = weights + (size_t)o * row;
+            __m256i acc = _mm256_setzero_si256();
+            __m128i h;
+            int32_t a;
+            for (j = 0; j < row16; j += 16u) {
+                const __m256i x16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + j)));
+                acc = hx_x_madd16(acc, x16, w + j);
+            }
+            h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+            h = _mm_hadd_epi32(h, h);
+            h = _mm_hadd_epi32(h, h);
+            a = bias[o] + _mm_cvtsi128_si32(h) + hx_dot_tail(x, w, row16, row);
+            out[(size_t)t * c_out + o] = (int8_t)hx_clamp(hx_requant(a, mult[o], shift[o], p->rounding) + p->output_zp,
+                                                          p->act_min, p->act_max);
+        }
+    }
+}
+
 void hx_conv_s8(const hx_conv_params *p, const int8_t *in, const int8_t *weights, const int32_t *bias,
                 const int32_t *mult, const int32_t *shift, int8_t *out) {
     const uint32_t c_in = p->in_channels, c_out = p->out_channels, k = p->kernel, dil = p->dilation;
@@ -107,6 +135,10 @@ void hx_conv_s8(const hx_conv_params *p, const int8_t *in, const int8_t *weights
     const int32_t zp = p->output_zp, lo = p->act_min, hi = p->act_max;
     const int vector_requant = mode != HX_ROUND_SINGLE_UP, away = mode == HX_ROUND_DOUBLE_AWAY;
     uint32_t t, o, j, tap, i;
+    if (dil == 1u && c_out < 4u && row >= 16u) {
+        hx_conv_narrow(p, in, weights, bias, mult, shift, out);
+        return;
+    }
     if (dil == 1u && row <= HX_SHORT_ROW && (row < 16u || c_out % 8u != 0u)) {
         hx_conv_short(p, in, weights, bias, mult, shift, out);
         return;
