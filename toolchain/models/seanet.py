@@ -266,6 +266,9 @@ def save_seanet(model: SEANet, path: str, extra: dict[str, Any] | None = None) -
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)  # mkstemp creates 0600; give the file the mode open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

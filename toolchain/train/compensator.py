@@ -267,6 +267,8 @@ def train_compensator(
         _write_json(out_path.with_suffix(".json"),
                     result.summary() | {"threads": cfg.threads, "torch": str(torch.__version__),
                                         "recipe": recipe.to_dict()})
+        for p in (out_path, out_path.with_suffix(".json")):
+            os.chmod(p, 0o644)  # the atomic writers' temp files are private (0600); these are assets
         return result
     finally:
         if bar is not None:

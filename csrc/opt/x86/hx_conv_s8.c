@@ -171,11 +171,14 @@ void hx_conv_s8(const hx_conv_params *p, const int8_t *in, const int8_t *weights
                     }
                     j += 8u;
                 }
-                for (i = 0; i < 8u; ++i) {
-                    tails[i] = bias[o + i] + hx_dot_tail(x, w + (size_t)i * row, j, row);
-                }
                 sum = _mm256_add_epi32(hx_x_reduce8(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]),
-                                       _mm256_loadu_si256((const __m256i *)(const void *)tails));
+                                       _mm256_loadu_si256((const __m256i *)(const void *)(bias + o)));
+                if (j < row) {
+                    for (i = 0; i < 8u; ++i) {
+                        tails[i] = hx_dot_tail(x, w + (size_t)i * row, j, row);
+                    }
+                    sum = _mm256_add_epi32(sum, _mm256_loadu_si256((const __m256i *)(const void *)tails));
+                }
                 if (vector_requant) {
                     const __m256i r = hx_x_requant(sum, _mm256_loadu_si256((const __m256i *)(const void *)(mult + o)),
                                                    _mm256_loadu_si256((const __m256i *)(const void *)(shift + o)), away);
