@@ -286,13 +286,11 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
 
 
 def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:
-    """Add the C kernel blob + header when the blob writer is available."""
-    try:
-        from toolchain.export import ckernel
-    except ImportError:
-        return {}
+    """Add the C kernel blob (kernel/model.hxb) and its firmware header form to the bundle."""
+    from toolchain.export import ckernel
+
     blob = ckernel.tflite_to_blob(int8)
     files["kernel/model.hxb"] = blob
     files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()
     info = ckernel.describe_blob(blob)
-    return {"kernel_arena_bytes": int(info.get("arena_bytes", 0)), "kernel_blob_bytes": len(blob)}
+    return {"kernel_arena_bytes": int(info["arena_bytes"]), "kernel_blob_bytes": len(blob)}
