@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
+
+from runtime.atomic import atomic_write
 
 __all__ = ["WavError", "read_wav", "to_pcm16", "wav_info", "write_wav_atomic"]
 
@@ -159,27 +160,12 @@ def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: i
     if p.is_dir():
         raise WavError(f"{p}: is a directory")
     pcm = to_pcm16(a)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(p) as fh:
             with wave.open(fh, "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(int(sample_rate))
                 w.writeframes(pcm.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give it the mode open() would
-        os.replace(tmp, p)
-        tmp = None
     except OSError as e:
         raise WavError(f"{p}: cannot write ({e.strerror or e})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from runtime.atomic import atomic_write
 
 AUDIOGRAM_FREQS_HZ: tuple[int, ...] = (250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
 MIN_DB_HL = -10.0
@@ -238,26 +239,11 @@ class Audiogram:
         """Write JSON atomically (temp file in the same directory, then os.replace)."""
         p = Path(path)
         payload = json.dumps(self.to_dict(), indent=2) + "\n"
-        tmp_name: str | None = None
         try:
-            with tempfile.NamedTemporaryFile(
-                "w", dir=p.parent, prefix=f".{p.name}.", suffix=".tmp", delete=False,
-                encoding="utf-8",
-            ) as fh:
-                tmp_name = fh.name
+            with atomic_write(p, "w", encoding="utf-8") as fh:
                 fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, p)
-            tmp_name = None
         except OSError as exc:
             raise AudiogramError(f"{p}: cannot write audiogram file ({exc.strerror or exc})") from None
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
 
 
 def _parse_json(text: str) -> tuple[Any, str | None]:

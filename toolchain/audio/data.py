@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import soundfile as sf
 
 from toolchain.audio.io import resample
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
+from runtime.atomic import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "calib", "test")
 NOISE_TYPES: tuple[str, ...] = ("white", "pink", "brown", "speech-shaped", "babble", "hum")
@@ -453,17 +453,8 @@ class SpeechCache:
 
     def _store(self, path: Path, x: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, x, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_write(path) as fh:
+            np.save(fh, x, allow_pickle=False)
 
 
 def _rng_for(index: int, split: str, seed: int) -> np.random.Generator:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
+
+from runtime.atomic import atomic_write
 import soxr
 
 # soundfile subtypes whose samples are integers: values beyond ±1 would wrap or clip there.
@@ -106,29 +107,13 @@ def write_wav_atomic(
     if not sf.check_format(fmt, subtype):
         raise AudioFileError(f"{p}: subtype {subtype!r} is not valid for {fmt}")
 
-    tmp_name: str | None = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(p) as fh:
             sf.write(fh, a, int(sample_rate), subtype=subtype, format=fmt)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, p)
-        tmp_name = None
     except OSError as exc:
         raise AudioFileError(f"{p}: cannot write ({exc.strerror or exc})") from None
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioFileError(f"{p}: cannot write ({exc})") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
 
 
 def resample(x: npt.ArrayLike, sr_in: float, sr_out: float) -> np.ndarray:

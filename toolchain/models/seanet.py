@@ -257,22 +257,11 @@ def load_seanet(path: str, map_location: str = "cpu") -> SEANet:
 
 def save_seanet(model: SEANet, path: str, extra: dict[str, Any] | None = None) -> None:
     """Save config + weights (+ recipe metadata) atomically."""
-    import os
-    import tempfile
+    from runtime.atomic import atomic_write
 
     payload = {"config": model.config.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        umask = os.umask(0)  # mkstemp creates 0600; give the file the mode open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
 
 
 __all__ = ["SEANet", "SEANetConfig", "ResidualUnit", "load_seanet", "save_seanet"]

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from toolchain.models.hl_filterbank import FilterbankHearingLoss
 from toolchain.models.seanet import SEANet, save_seanet
 from toolchain.train.losses import compensation_loss
 from toolchain.train.recipe import AudiogramSampling, Recipe, load_recipe
+from runtime.atomic import atomic_write
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 
@@ -277,15 +277,9 @@ def train_compensator(
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2)
+        fh.write("\n")
 
 
 def format_eval_table(rows: list[dict[str, Any]]) -> str:

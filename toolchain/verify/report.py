@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from runtime.atomic import atomic_write
 
 REPORT_FORMAT = "hx-verify-report/1"
 NOT_INSTALLED = "pyclarity not installed"
@@ -141,22 +141,8 @@ def _check_writable(path: Path, what: str) -> None:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temp file in the same directory, fsync, then ``os.replace``."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(p, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def _align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[np.ndarray, int]:
