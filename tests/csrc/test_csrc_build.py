@@ -37,7 +37,7 @@ def test_library_and_tools_compile_warning_free(tmp_path, name, arch, cc, extra)
 def test_library_uses_no_malloc_libm_or_io(tmp_path, arch, cc):
     nm = shutil.which("nm") if cc == HOST_CC else shutil.which("aarch64-linux-gnu-nm")
     if nm is None:
-        pytest.skip("nm not installed")
+        pytest.fail("nm not installed (run scripts/setup.sh, which installs it)")
     subprocess.run([cc, *strict_flags(arch, ["-O2"]), "-c", *kernel_sources(arch)], check=True, cwd=tmp_path)
     objs = [str(tmp_path / (Path(src).stem + ".o")) for src in kernel_sources(arch)]
     out = subprocess.run([nm, "-u", *objs], capture_output=True, text=True, check=True).stdout
@@ -75,7 +75,7 @@ def test_unknown_arch_fails_everywhere(tmp_path):
 
 def test_makefile_builds(tmp_path):
     if not shutil.which("make"):
-        pytest.skip("make not installed")
+        pytest.fail("make not installed (run scripts/setup.sh, which installs it)")
     r = subprocess.run(["make", "-C", str(CSRC), "-j2", f"OUT={tmp_path}/ref", "CFLAGS=-O0"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr

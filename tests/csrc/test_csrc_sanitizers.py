@@ -25,7 +25,7 @@ def _sanitized(tool: str, tools_dir, arch: str = "ref"):
         return build_tool(tool, tools_dir / f"{tool}-asan-{arch}", arch=arch, cflags=SAN_FLAGS, ldflags=SAN_FLAGS)
     except AssertionError as e:  # pragma: no cover - compiler without sanitizer runtimes
         if "cannot find" in str(e) or "libasan" in str(e) or "libubsan" in str(e):
-            pytest.skip("sanitizer runtimes not installed")
+            pytest.fail("sanitizer runtimes not installed (run scripts/setup.sh, which installs it)")
         raise
 
 
