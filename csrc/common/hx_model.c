@@ -361,36 +361,32 @@ size_t hx_model_state_bytes(const hx_model *model) {
     return hx_live(model) ? model->state_bytes : 0u;
 }
 
-hx_status hx_model_get_state(const hx_model *model, uint8_t *buf, size_t len) {
+/* Checks shared by get/set: HX_OK means copy len bytes (len may be 0: nothing to copy). */
+static hx_status hx_state_io_check(const hx_model *model, const void *buf, size_t len) {
     if (!hx_live(model)) {
         return model == NULL ? HX_E_NULL : HX_E_NOT_INITIALIZED;
     }
     if (len != model->state_bytes) {
         return HX_E_BAD_LENGTH;
     }
-    if (len == 0u) {
-        return HX_OK;
-    }
-    if (buf == NULL) {
+    if (len != 0u && buf == NULL) {
         return HX_E_NULL;
     }
-    memcpy(buf, model->state, len);
     return HX_OK;
 }
 
+hx_status hx_model_get_state(const hx_model *model, uint8_t *buf, size_t len) {
+    const hx_status st = hx_state_io_check(model, buf, len);
+    if (st == HX_OK && len != 0u) {
+        memcpy(buf, model->state, len);
+    }
+    return st;
+}
+
 hx_status hx_model_set_state(hx_model *model, const uint8_t *buf, size_t len) {
-    if (!hx_live(model)) {
-        return model == NULL ? HX_E_NULL : HX_E_NOT_INITIALIZED;
+    const hx_status st = hx_state_io_check(model, buf, len);
+    if (st == HX_OK && len != 0u) {
+        memcpy(model->state, buf, len);
     }
-    if (len != model->state_bytes) {
-        return HX_E_BAD_LENGTH;
-    }
-    if (len == 0u) {
-        return HX_OK;
-    }
-    if (buf == NULL) {
-        return HX_E_NULL;
-    }
-    memcpy(model->state, buf, len);
-    return HX_OK;
+    return st;
 }

@@ -11,12 +11,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from toolchain.models.streaming import StreamingGraph
-
-
-def state_names(i: int) -> tuple[str, str]:
-    """Names of the i-th state input/output pair (the same names as the TFLite signature)."""
-    return f"state_in_{i:02d}", f"state_out_{i:02d}"
+from toolchain.models.streaming import StreamingGraph, state_names
 
 
 class StepModule(nn.Module):

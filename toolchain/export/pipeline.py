@@ -183,7 +183,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         n = len(clip) // block * block
         starts = sorted(rng.choice(n // block, size=min(per_clip, n // block), replace=False).tolist())
         xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), block, starts)
-        xs = xb.permute(0, 2, 1).unsqueeze(1).numpy()
+        xs = _nhwc(xb)
         st = [_nhwc(s) for s in states]
         reps.extend([[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(starts))])
 

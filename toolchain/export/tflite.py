@@ -25,12 +25,8 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf  # noqa: E402
-
-
-def state_names(i: int) -> tuple[str, str]:
-    """Signature names of the i-th state input/output pair."""
-    return f"state_in_{i:02d}", f"state_out_{i:02d}"
+from toolchain.models.streaming import (  # noqa: E402
+    CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf, state_names)
 
 
 class _StateBook:

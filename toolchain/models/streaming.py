@@ -15,9 +15,8 @@ exactly ``L / s`` outputs and streaming over blocks equals the offline forward.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.fx
@@ -249,5 +248,6 @@ class _StepInterpreter(torch.fx.Interpreter):
         return super().call_module(target, args, kwargs)
 
 
-# Functions a translator must know about, so an exporter can refuse anything else clearly.
-SUPPORTED_FUNCTIONS: dict[Callable, str] = {operator.add: "add", torch.add: "add"}
+def state_names(i: int) -> tuple[str, str]:
+    """Names of the i-th state input/output pair in every exported step graph (TFLite, ONNX)."""
+    return f"state_in_{i:02d}", f"state_out_{i:02d}"
