@@ -325,8 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors(args.command) as e:
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"toolchain {args.command}: error: {msg}", file=sys.stderr)
+        from runtime.cli import one_line
+
+        print(f"toolchain {args.command}: error: {one_line(e)}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:
         print(f"toolchain {args.command}: interrupted", file=sys.stderr)
