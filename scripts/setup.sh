@@ -142,6 +142,7 @@ import hashlib, json, os, sys, tomllib
 with open(sys.argv[1], "rb") as fh:
     project = tomllib.load(fh)["project"]
 key = {
+    "no-deps": tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("hx", {}).get("no-deps", []),
     "dependencies": project.get("dependencies", []),
     "optional-dependencies": project.get("optional-dependencies", {}),
     "python": os.environ["PY_VERSION"],
@@ -235,7 +236,14 @@ EOF
     tail -n 40 "$VENV/hx-pip.log" >&2 || true
     die "dependency install failed (run again to retry; the virtualenv is kept)"
   fi
-  printf '%s\n' "${DEPS[@]}" >"$MARKER"
+  # Packages whose own dependency lists we must not follow ([tool.hx] no-deps in pyproject.toml).
+  mapfile -t NODEPS < <("$VPY" -c 'import sys, tomllib; [print(d) for d in tomllib.load(open(sys.argv[1], "rb")).get("tool", {}).get("hx", {}).get("no-deps", [])]' "$REPO_ROOT/pyproject.toml")
+  if ((${#NODEPS[@]})); then
+    log "venv: installing ${NODEPS[*]} without their dependency lists"
+    "$VPY" -m pip install -qq "${PIP_OPTS[@]}" --log "$VENV/hx-pip.log" --no-deps "${NODEPS[@]}" </dev/null \
+      || die "install of ${NODEPS[*]} failed (see $VENV/hx-pip.log)"
+  fi
+  printf '%s\n' "${DEPS[@]}" "${NODEPS[@]}" >"$MARKER"
   log "venv ok (installed in $(elapsed "$t0")s) $VENV"
 fi
 
