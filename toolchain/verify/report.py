@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import inspect
 import io
 import json
 import math
@@ -38,10 +37,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from runtime.atomic import atomic_write
+from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
+from toolchain.verify.hearing import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
+from toolchain.verify.hearing import align as _align
 
 REPORT_FORMAT = "hx-verify-report/1"
-NOT_INSTALLED = "pyclarity not installed"
-NALR_TAPS = 220  # pyclarity's NAL-R FIR order in its recipes (linear phase, delay NALR_TAPS // 2)
 
 Progress = Callable[[str], None]
 
@@ -143,70 +143,6 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     p = Path(path)
     with atomic_write(p, "w", encoding="utf-8") as fh:
         fh.write(text)
-
-
-def _align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[np.ndarray, int]:
-    """Advance ``processed`` by the lag in 0..max_lag that best matches ``reference`` (zero-padded)."""
-    n = min(len(reference), len(processed))
-    r, p = np.asarray(reference[:n], np.float64), np.asarray(processed[:n], np.float64)
-    best, lag = -np.inf, 0
-    for k in range(0, max(0, min(max_lag, n - 1)) + 1):
-        c = float(np.dot(r[: n - k], p[k:]))
-        if c > best:
-            best, lag = c, k
-    out = np.zeros(len(processed), np.float32)
-    out[: len(processed) - lag] = processed[lag:]
-    return out, lag
-
-
-# ------------------------------------------------------------------------------ pyclarity
-def clarity_tools() -> tuple[Any, Any, str | None]:
-    """``(haspi_v2, NALR, None)`` when pyclarity imports, else ``(None, None, reason)``."""
-    try:
-        from clarity.enhancer.nalr import NALR
-        from clarity.evaluator.haspi import haspi_v2
-    except ImportError as e:
-        missing = getattr(e, "name", "") or ""
-        return None, None, NOT_INSTALLED if missing.split(".")[0] in ("clarity", "") else f"pyclarity: {e}"
-    except Exception as e:  # a broken install: say what, do not guess numbers
-        return None, None, f"pyclarity failed to import ({type(e).__name__}: {str(e)[:80]})"
-    return haspi_v2, NALR, None
-
-
-def _clarity_audiogram(thresholds: Sequence[float], freqs: Sequence[float]) -> Any:
-    from clarity.utils.audiogram import Audiogram as ClarityAudiogram
-
-    return ClarityAudiogram(levels=np.asarray(thresholds, np.float64), frequencies=np.asarray(freqs, np.float64))
-
-
-def nalr_process(NALR: Any, x: np.ndarray, sample_rate: int, thresholds: Sequence[float],
-                 freqs: Sequence[float]) -> np.ndarray:
-    """Apply pyclarity's NAL-R prescription for the audiogram; the FIR's linear-phase delay is removed."""
-    nalr = NALR(nfir=NALR_TAPS, sample_rate=sample_rate)
-    params = list(inspect.signature(nalr.build).parameters)
-    if params and params[0] == "audiogram":
-        filt, _ = nalr.build(_clarity_audiogram(thresholds, freqs))
-    else:
-        filt, _ = nalr.build(np.asarray(thresholds, np.float64), np.asarray(freqs, np.float64))
-    y = np.asarray(nalr.apply(filt, np.asarray(x, np.float64)), np.float64)
-    d = NALR_TAPS // 2
-    return y[d:d + len(x)].astype(np.float32)
-
-
-def haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sample_rate: int,
-                thresholds: Sequence[float], freqs: Sequence[float], level1: float) -> float:
-    """HASPI v2 of ``processed`` against the clean ``reference`` for the audiogram (pyclarity's API, old or new)."""
-    params = list(inspect.signature(haspi_v2).parameters)
-    if "audiogram" in params:
-        score, _ = haspi_v2(reference=np.asarray(reference, np.float64), reference_sample_rate=sample_rate,
-                            processed=np.asarray(processed, np.float64), processed_sample_rate=sample_rate,
-                            audiogram=_clarity_audiogram(thresholds, freqs), level1=level1)
-    else:  # older pyclarity: hearing loss at 250, 500, 1000, 2000, 4000, 6000 Hz
-        six = np.interp(np.log2([250, 500, 1000, 2000, 4000, 6000]), np.log2(np.asarray(freqs, np.float64)),
-                        np.asarray(thresholds, np.float64))
-        score, _ = haspi_v2(np.asarray(reference, np.float64), sample_rate, np.asarray(processed, np.float64),
-                            sample_rate, six, level1)
-    return float(score)
 
 
 # ------------------------------------------------------------------------------ models
@@ -413,10 +349,8 @@ def _haspi_section(haspi_v2: Any, why: str | None, audiogram: Mapping[str, Any] 
         return {"status": "not available", "reason": why}
     if audiogram is None:
         return {"status": "not run", "reason": "the bundle has no audiogram"}
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
-
     progress("HASPI v2 (pyclarity)")
-    level1 = float(DEFAULT_CALIBRATION.rms_to_db_spl(1.0))
+    level1 = haspi_level1()
     scores: dict[str, Any] = {}
     for name, clips in conditions.items():
         vals = [haspi_score(haspi_v2, x, y, fs, audiogram["thresholds_db_hl"], audiogram["frequencies_hz"], level1)

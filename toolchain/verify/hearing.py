@@ -1,0 +1,123 @@
+"""pyclarity wrappers shared by ``toolchain verify`` and ``toolchain evaluate``: HASPI v2, NAL-R, alignment.
+
+Level calibration: pyclarity's ``level1`` is the dB SPL of a signal whose RMS is 1.0. The
+project's one calibration lives in :mod:`toolchain.audio.levels` (by default a full-scale sine,
+RMS 0.707, is 100 dB SPL, so RMS 1.0 is about 103 dB SPL); :func:`haspi_level1` reads it from
+there, so a board with another sensitivity changes HASPI's view of the level too.
+
+pyclarity is an optional import: :func:`clarity_tools` returns ``(None, None, reason)`` when it
+is missing or broken, and callers report that instead of inventing numbers. The functions that
+take ``haspi_v2`` / ``NALR`` as arguments accept both pyclarity's current API (an ``Audiogram``
+object) and the older one (hearing loss at 250..6000 Hz as a plain array), and let tests inject
+stand-ins.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Sequence
+
+import numpy as np
+
+from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
+from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
+
+NOT_INSTALLED = "pyclarity not installed"
+NALR_TAPS = 220  # pyclarity's NAL-R FIR order in its recipes (linear phase, delay NALR_TAPS // 2)
+# The six frequencies the older pyclarity API (and HASPI's auditory model) takes the loss at.
+_HASPI_FREQS_HZ = (250, 500, 1000, 2000, 4000, 6000)
+
+
+def clarity_tools() -> tuple[Any, Any, str | None]:
+    """``(haspi_v2, NALR, None)`` when pyclarity imports, else ``(None, None, reason)``."""
+    try:
+        from clarity.enhancer.nalr import NALR
+        from clarity.evaluator.haspi import haspi_v2
+    except ImportError as e:
+        missing = getattr(e, "name", "") or ""
+        return None, None, NOT_INSTALLED if missing.split(".")[0] in ("clarity", "") else f"pyclarity: {e}"
+    except Exception as e:  # a broken install: say what, do not guess numbers
+        return None, None, f"pyclarity failed to import ({type(e).__name__}: {str(e)[:80]})"
+    return haspi_v2, NALR, None
+
+
+def haspi_level1(calibration: LevelCalibration = DEFAULT_CALIBRATION) -> float:
+    """pyclarity's ``level1``: the dB SPL of an RMS-1.0 signal under ``calibration``."""
+    return float(calibration.rms_to_db_spl(1.0))
+
+
+def clarity_audiogram(thresholds: Sequence[float], freqs: Sequence[float] = AUDIOGRAM_FREQS_HZ) -> Any:
+    """pyclarity's ``Audiogram`` for thresholds (dB HL) at ``freqs`` (Hz)."""
+    from clarity.utils.audiogram import Audiogram as ClarityAudiogram
+
+    return ClarityAudiogram(levels=np.asarray(thresholds, np.float64), frequencies=np.asarray(freqs, np.float64))
+
+
+def nalr_filter(NALR: Any, sample_rate: int, thresholds: Sequence[float],
+                freqs: Sequence[float] = AUDIOGRAM_FREQS_HZ) -> np.ndarray:
+    """pyclarity's NAL-R prescription for the audiogram: a linear-phase FIR of ``NALR_TAPS + 1`` taps."""
+    nalr = NALR(nfir=NALR_TAPS, sample_rate=sample_rate)
+    params = list(inspect.signature(nalr.build).parameters)
+    if params and params[0] == "audiogram":
+        filt, _ = nalr.build(clarity_audiogram(thresholds, freqs))
+    else:
+        filt, _ = nalr.build(np.asarray(thresholds, np.float64), np.asarray(freqs, np.float64))
+    return np.asarray(filt, np.float64)
+
+
+def nalr_process(NALR: Any, x: np.ndarray, sample_rate: int, thresholds: Sequence[float],
+                 freqs: Sequence[float] = AUDIOGRAM_FREQS_HZ) -> np.ndarray:
+    """Apply pyclarity's NAL-R prescription for the audiogram; the FIR's linear-phase delay is removed."""
+    nalr = NALR(nfir=NALR_TAPS, sample_rate=sample_rate)
+    filt = nalr_filter(NALR, sample_rate, thresholds, freqs)
+    y = np.asarray(nalr.apply(filt, np.asarray(x, np.float64)), np.float64)
+    d = NALR_TAPS // 2
+    return y[d:d + len(x)].astype(np.float32)
+
+
+def haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sample_rate: int,
+                thresholds: Sequence[float], freqs: Sequence[float], level1: float) -> float:
+    """HASPI v2 of ``processed`` against the clean ``reference`` for the audiogram (pyclarity's API, old or new).
+
+    HASPI runs the reference through a normal-hearing ear model and ``processed`` through the
+    impaired one, so ``reference`` is the unamplified clean speech at its presentation level.
+    """
+    params = list(inspect.signature(haspi_v2).parameters)
+    if "audiogram" in params:
+        score, _ = haspi_v2(reference=np.asarray(reference, np.float64), reference_sample_rate=sample_rate,
+                            processed=np.asarray(processed, np.float64), processed_sample_rate=sample_rate,
+                            audiogram=clarity_audiogram(thresholds, freqs), level1=level1)
+    else:  # older pyclarity: hearing loss at 250, 500, 1000, 2000, 4000, 6000 Hz
+        six = np.interp(np.log2(_HASPI_FREQS_HZ), np.log2(np.asarray(freqs, np.float64)),
+                        np.asarray(thresholds, np.float64))
+        score, _ = haspi_v2(np.asarray(reference, np.float64), sample_rate, np.asarray(processed, np.float64),
+                            sample_rate, six, level1)
+    return float(score)
+
+
+def haspi(reference: np.ndarray, processed: np.ndarray, sample_rate: int, thresholds: Sequence[float],
+          calibration: LevelCalibration = DEFAULT_CALIBRATION) -> float:
+    """HASPI v2 with pyclarity and the project's calibration; raises RuntimeError when pyclarity is missing."""
+    haspi_v2, _, why = clarity_tools()
+    if haspi_v2 is None:
+        raise RuntimeError(f"HASPI v2 needs pyclarity ({why})")
+    return haspi_score(haspi_v2, reference, processed, sample_rate, thresholds, AUDIOGRAM_FREQS_HZ,
+                       haspi_level1(calibration))
+
+
+def align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[np.ndarray, int]:
+    """Advance ``processed`` by the lag in 0..max_lag that best matches ``reference`` (zero-padded)."""
+    n = min(len(reference), len(processed))
+    r, p = np.asarray(reference[:n], np.float64), np.asarray(processed[:n], np.float64)
+    best, lag = -np.inf, 0
+    for k in range(0, max(0, min(max_lag, n - 1)) + 1):
+        c = float(np.dot(r[: n - k], p[k:]))
+        if c > best:
+            best, lag = c, k
+    out = np.zeros(len(processed), np.float32)
+    out[: len(processed) - lag] = processed[lag:]
+    return out, lag
+
+
+__all__ = ["NALR_TAPS", "NOT_INSTALLED", "align", "clarity_audiogram", "clarity_tools", "haspi", "haspi_level1",
+           "haspi_score", "nalr_filter", "nalr_process"]
