@@ -159,3 +159,52 @@ def compensation_loss(
 
 
 __all__ = ["LossConfig", "compensation_loss", "limit_penalty", "spectral_shape_loss"]
+
+
+# ---------------------------------------------------------------------------- simulator losses
+# Seed 003 (Neuro-MSBG) Sec. II-B, after MP-SENet: magnitude MSE, anti-wrapped phase losses
+# (instantaneous phase, group delay, instantaneous angular frequency), complex MSE and time L1.
+@dataclass(frozen=True)
+class SimLossConfig:
+    """Weights λ of seed 003's total loss (eq. 9); defaults are MP-SENet's (0.9, 0.3, 0.1, 0.2)."""
+
+    magnitude: float = 0.9
+    phase: float = 0.3
+    complex: float = 0.1
+    time: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name, v in asdict(self).items():
+            if not (isinstance(v, (int, float)) and v >= 0):
+                raise ValueError(f"{name} weight must be >= 0, got {v!r}")
+
+
+def anti_wrap(x: Tensor) -> Tensor:
+    """``f_aw(x) = |x − 2π·round(x / 2π)|``: the distance to the nearest multiple of 2π."""
+    return torch.abs(x - 2.0 * torch.pi * torch.round(x / (2.0 * torch.pi)))
+
+
+def phase_losses(phase_ref: Tensor, phase_est: Tensor) -> dict[str, Tensor]:
+    """Anti-wrapped IP, GD (difference along frequency) and IAF (along time) losses of
+    ``(B, F, T)`` phase spectra; zero for identical phase and invariant to 2π wraps."""
+    d = phase_ref - phase_est
+    return {
+        "ip": anti_wrap(d).mean(),
+        "gd": anti_wrap(torch.diff(d, dim=1)).mean(),
+        "iaf": anti_wrap(torch.diff(d, dim=2)).mean(),
+    }
+
+
+def simulator_loss(out: Any, target_mag: Tensor, target_phase: Tensor, target_complex: Tensor,
+                   target_wave: Tensor, cfg: SimLossConfig = SimLossConfig()) -> tuple[Tensor, dict[str, float]]:
+    """Seed 003 total loss of a :class:`toolchain.models.hlsim.SimOutput` against MSBG's output
+    (compressed magnitude, phase, compressed complex, waveform). Returns ``(loss, parts)``."""
+    mag = torch.mean((out.mag - target_mag) ** 2)
+    ph = phase_losses(target_phase, out.phase)
+    pha = ph["ip"] + ph["gd"] + ph["iaf"]
+    com = 2.0 * torch.mean((out.complex - target_complex) ** 2)
+    tim = torch.mean(torch.abs(out.wave - target_wave))
+    total = cfg.magnitude * mag + cfg.phase * pha + cfg.complex * com + cfg.time * tim
+    parts = {k: float(v.detach()) for k, v in
+             {"total": total, "magnitude": mag, "phase": pha, "complex": com, "time": tim}.items()}
+    return total, parts

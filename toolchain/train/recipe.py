@@ -325,8 +325,8 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Read and validate a recipe; every problem → :class:`RecipeError` naming the file."""
+def read_toml(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``(path, table)`` of a recipe file; every problem → :class:`RecipeError` naming the file."""
     path = recipe_path(name_or_path)
     try:
         raw = path.read_bytes()
@@ -346,8 +346,58 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: invalid TOML: {exc}") from None
     if "name" in data:
         raise RecipeError(f"{path}: unknown key 'name' (a recipe's name is its file name)")
+    return path, data
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read and validate a compensator recipe; every problem → :class:`RecipeError` naming the file."""
+    path, data = read_toml(name_or_path)
+    if data.get("kind", "compensator") != "compensator":
+        raise RecipeError(f"{path}: kind = {data['kind']!r} is not a compensator recipe")
+    data.pop("kind", None)
     return Recipe.from_dict(data, name=path.stem, source=str(path))
 
 
+def recipe_kind(name_or_path: str | Path) -> str:
+    """The recipe's top-level ``kind`` ("compensator" when absent, "simulator", "distil")."""
+    path, data = read_toml(name_or_path)
+    kind = data.get("kind", "compensator")
+    if kind not in RECIPE_KINDS:
+        raise RecipeError(f"{path}: kind = {kind!r}; expected one of {', '.join(RECIPE_KINDS)}")
+    return kind
+
+
+RECIPE_KINDS = ("compensator", "simulator", "distil")
+
+
+def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) -> dict[str, Any]:
+    """Each ``[section]`` of ``data`` built into its dataclass (absent sections: defaults).
+
+    Unknown sections/keys and bad values raise :class:`RecipeError` naming the file; top-level
+    ``kind`` and ``description`` strings are allowed and returned as-is.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("kind", "description"):
+            if not isinstance(value, str):
+                raise RecipeError(f"{path}: {key} = {value!r}: expected a string")
+            out[key] = value
+        elif key in sections:
+            if not isinstance(value, dict):
+                raise RecipeError(f"{path}: '{key}' must be a section [{key}], got {value!r}")
+            out[key] = _build_section(key, sections[key], value, str(path))
+        else:
+            raise RecipeError(f"{path}: unknown section or key '{key}'; expected sections "
+                              f"{', '.join('[' + s + ']' for s in sections)}, 'kind' and 'description'")
+    for key, cls in sections.items():
+        if key not in out:
+            try:
+                out[key] = cls()
+            except (TypeError, ValueError) as exc:
+                raise RecipeError(f"{path}: section [{key}] is required ({exc})") from None
+    return out
+
+
 __all__ = ["AudiogramSampling", "DataConfig", "EvalConfig", "Recipe", "RecipeError", "TrainConfig",
-           "RECIPES_DIR", "available_recipes", "load_recipe", "recipe_path"]
+           "RECIPES_DIR", "RECIPE_KINDS", "available_recipes", "build_sections", "load_recipe", "read_toml",
+           "recipe_kind", "recipe_path"]
