@@ -249,7 +249,11 @@ class SEANet(nn.Module):
 
 def load_seanet(path: str, map_location: str = "cpu") -> SEANet:
     """Load a checkpoint written by :func:`save_seanet` (config + state dict)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    return seanet_from_checkpoint(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def seanet_from_checkpoint(ckpt: dict[str, Any]) -> SEANet:
+    """The model in an already-loaded :func:`save_seanet` payload (toolchain.models.registry reads files once)."""
     model = SEANet(SEANetConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
@@ -264,4 +268,4 @@ def save_seanet(model: SEANet, path: str, extra: dict[str, Any] | None = None) -
         torch.save(payload, fh)
 
 
-__all__ = ["SEANet", "SEANetConfig", "ResidualUnit", "load_seanet", "save_seanet"]
+__all__ = ["SEANet", "SEANetConfig", "ResidualUnit", "load_seanet", "save_seanet", "seanet_from_checkpoint"]
