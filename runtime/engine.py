@@ -77,7 +77,10 @@ class Limiter:
         if not release_samples >= 1:
             raise ValueError(f"release {release_ms} ms is shorter than one sample at {sample_rate} Hz")
         self.limit = float(limit)
-        self._limit32 = np.float32(limit)
+        # The float32 nearest to the limit may lie above it (0.3 -> 0.30000001): clip at the largest
+        # float32 that does not, so a sample never exceeds the limit even by one ulp.
+        lim32 = np.float32(limit)
+        self._limit32 = lim32 if float(lim32) <= float(limit) else np.nextafter(lim32, np.float32(0))
         self.release = 1.0 - 1.0 / release_samples
         # The state is the gain reduction u = 1 - gain, kept as is: recomputing it from the gain
         # (1 - (1 - u)) would round differently, and chunk boundaries would then show in the output.

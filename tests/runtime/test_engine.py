@@ -248,8 +248,9 @@ def test_limiter_is_exactly_sequential_and_chunking_invariant(values, chunk, lim
         u = 0.0 if u < Limiter.SNAP else u
         u = max(need, u)  # ... and instant attack
         out.append(np.float32(v * (1.0 - u)))
-    assert np.array_equal(y, np.clip(np.array(out, np.float32), -np.float32(limit), np.float32(limit)))
-    assert np.abs(y).max() <= np.float32(limit)
+    lim32 = np.float32(limit) if float(np.float32(limit)) <= limit else np.nextafter(np.float32(limit), np.float32(0))
+    assert np.array_equal(y, np.clip(np.array(out, np.float32), -lim32, lim32))
+    assert float(np.abs(y).max()) <= limit
     parts = Limiter(limit, 16000, release_ms)
     y2 = np.concatenate([parts.process(x[i:i + chunk])[0] for i in range(0, len(x), chunk)])
     assert np.array_equal(y, y2)
@@ -301,3 +302,13 @@ def test_engine_refuses_a_limit_above_the_bundle_and_a_mismatched_backend(bundle
 
     with pytest.raises(ValueError, match="block"):
         Engine(bundle, Wrong(bundle.manifest.block * 2, 0))
+
+
+@pytest.mark.parametrize("limit", [0.3, 0.5346, 0.891, 1.0])
+def test_limiter_never_exceeds_a_limit_that_float32_rounds_up(limit):
+    """float32(0.3) is 0.30000001: clipping there would emit samples one ulp above the limit."""
+    lim = Limiter(limit, 16000)
+    x = np.array([5.0, -5.0, limit, -limit, np.inf, -np.inf, np.nan, 0.1], np.float32)
+    for _ in range(3):  # attack, then the release path with the gain state carried over
+        y, _, _ = lim.process(x)
+        assert np.isfinite(y).all() and float(np.max(np.abs(y))) <= limit
