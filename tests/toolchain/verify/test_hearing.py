@@ -91,6 +91,13 @@ def test_align_finds_the_delay():
     assert lag == 7
     np.testing.assert_array_equal(y[:-7], x[:-7])
     assert not y[-7:].any()
+    # The same lag as one dot product per lag (the definition), on noise with an echo.
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(3000)
+    proc = 0.5 * np.roll(ref, 23) + 0.3 * np.roll(ref, 5) + 0.1 * rng.standard_normal(3000)
+    brute = int(np.argmax([np.dot(ref[: 3000 - k], proc[k:]) for k in range(41)]))
+    assert align(ref, proc, 40)[1] == brute == 23
+    assert align(x, np.zeros_like(x), 40)[1] == 0
 
 
 def test_haspi_without_pyclarity_says_so(monkeypatch):
