@@ -97,6 +97,7 @@ def msbg_pairs(cfg: PairsConfig, *, progress: Callable[[int, int], None] | None 
                use_cache: bool = True) -> dict[str, np.ndarray]:
     """``{"x": (N, n), "clean": (N, n), "audiogram": (N, 8), "msbg": (N, n)}`` float32 arrays."""
     path = cache_dir() / f"{cfg.split}-{cfg.key()}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
     if use_cache and path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -104,26 +105,47 @@ def msbg_pairs(cfg: PairsConfig, *, progress: Callable[[int, int], None] | None 
     x, clean = corpus.batch(range(cfg.examples))
     audiograms = draw_audiograms(cfg.examples, cfg.audiogram_seed, cfg.preset_probability)
     chunk = 8
-    jobs = [(x[i:i + chunk], audiograms[i:i + chunk], cfg.sample_rate) for i in range(0, cfg.examples, chunk)]
-    outs: list[np.ndarray] = []
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
-            for out in pool.map(_simulate_chunk, jobs):
-                outs.append(out)
-                if progress is not None:
-                    progress(sum(len(o) for o in outs), cfg.examples)
-    else:
-        for job in jobs:
-            outs.append(_simulate_chunk(job))
-            if progress is not None:
-                progress(sum(len(o) for o in outs), cfg.examples)
-    data = {"x": x, "clean": clean, "audiogram": audiograms, "msbg": np.concatenate(outs).astype(np.float32)}
+    # Each chunk's MSBG output is kept as it finishes, so an interrupted generation (MSBG costs
+    # minutes) resumes where it stopped.
+    parts_dir = path.with_suffix(".parts")
+    starts = list(range(0, cfg.examples, chunk))
+    outs: dict[int, np.ndarray] = {}
     if use_cache:
+        parts_dir.mkdir(parents=True, exist_ok=True)
+        for i in starts:
+            part = parts_dir / f"{i:06d}.npy"
+            if part.exists():
+                outs[i] = np.load(part)
+    todo = [i for i in starts if i not in outs]
+    jobs = [(x[i:i + chunk], audiograms[i:i + chunk], cfg.sample_rate) for i in todo]
+
+    def keep(i: int, out: np.ndarray) -> None:
+        outs[i] = out
+        if use_cache:
+            from runtime.atomic import atomic_write
+
+            with atomic_write(parts_dir / f"{i:06d}.npy") as fh:
+                np.save(fh, out)
+        if progress is not None:
+            progress(sum(len(o) for o in outs.values()), cfg.examples)
+
+    if cfg.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=cfg.workers) as pool:
+            for i, out in zip(todo, pool.map(_simulate_chunk, jobs)):
+                keep(i, out)
+    else:
+        for i, job in zip(todo, jobs):
+            keep(i, _simulate_chunk(job))
+    data = {"x": x, "clean": clean, "audiogram": audiograms,
+            "msbg": np.concatenate([outs[i] for i in starts]).astype(np.float32)}
+    if use_cache:
+        import shutil
+
         from runtime.atomic import atomic_write
 
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as fh:
             np.savez(fh, **data)
+        shutil.rmtree(parts_dir, ignore_errors=True)
     return data
 
 

@@ -126,23 +126,16 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def normal_hearing_haspi(clean: np.ndarray, heard: np.ndarray, sample_rate: int, calibration: Any) -> float:
-    """pyclarity HASPI v2 of ``heard`` against ``clean`` for a normal ear (0 dB HL), in our calibration."""
+    """HASPI v2 of ``heard`` against ``clean`` for a normal ear (0 dB HL), in our calibration."""
     import logging
 
-    from clarity.evaluator.haspi import haspi_v2
-    from clarity.utils.audiogram import Audiogram as ClarityAudiogram
+    from toolchain.verify.hearing import haspi
 
-    from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
-
-    normal = ClarityAudiogram(levels=np.zeros(len(AUDIOGRAM_FREQS_HZ)), frequencies=np.asarray(AUDIOGRAM_FREQS_HZ, float))
-    logging.disable(logging.WARNING)  # "Audiogram does not have all HASPI frequency measurements" per call
+    logging.disable(logging.WARNING)  # pyclarity warns "Audiogram does not have all HASPI frequencies" per call
     try:
-        score, _ = haspi_v2(reference=np.asarray(clean, np.float64), reference_sample_rate=sample_rate,
-                            processed=np.asarray(heard, np.float64), processed_sample_rate=sample_rate,
-                            audiogram=normal, level1=calibration.unit_power_db_spl)
+        return haspi(clean, heard, sample_rate, (0.0,) * 8, calibration)
     finally:
         logging.disable(logging.NOTSET)
-    return float(score)
 
 
 @torch.no_grad()
@@ -199,8 +192,12 @@ def train_simulator(recipe: SimulatorRecipe, out_path: Path, *, device: str | No
         say = (lambda m: print(f"hlsim: {m}", flush=True)) if (progress and env.is_main) else (lambda m: None)
         say(f"MSBG pairs: {recipe.data.examples} train + {recipe.eval.examples} held-out (cached after the first run)")
         t0 = time.perf_counter()
+        if env.distributed and not env.is_main:
+            torch.distributed.barrier()   # rank 0 generates (and caches) the pairs; the others then read them
         train = msbg_pairs(recipe.data, progress=(lambda a, b: say(f"MSBG train {a}/{b}")) if progress else None)
         test = msbg_pairs(recipe.eval, progress=(lambda a, b: say(f"MSBG held-out {a}/{b}")) if progress else None)
+        if env.distributed and env.is_main:
+            torch.distributed.barrier()
         data_time = time.perf_counter() - t0
         sim = HLSim(recipe.hlsim)
         crop = int(round(recipe.crop.seconds * recipe.hlsim.sample_rate))
