@@ -15,9 +15,13 @@ from typing import IO, Any, Iterator
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None) -> Iterator[IO[Any]]:
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None,
+                 perm: int | None = None) -> Iterator[IO[Any]]:
     """Yield a file object; on a clean exit it becomes ``path``, on an exception it vanishes.
 
+    ``perm``: the file's mode bits (e.g. ``0o600`` for a private key); default the mode a plain
+    ``open()`` would give (0666 less the umask). The temporary file is 0600 from its creation,
+    so a secret is never readable by others, not even briefly.
     ``OSError`` from creating or renaming the temporary file propagates: callers turn it into
     their own one-line error naming ``path``.
     """
@@ -29,9 +33,11 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, encoding: st
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)  # mkstemp creates 0600; give the file the mode a plain open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        if perm is None:
+            umask = os.umask(0)  # mkstemp creates 0600; give the file the mode a plain open() would
+            os.umask(umask)
+            perm = 0o666 & ~umask
+        os.chmod(tmp, perm)
         os.replace(tmp, p)
     except BaseException:
         try:

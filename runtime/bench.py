@@ -453,7 +453,11 @@ def _loopback_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     if not jack or jack[0]["default_input_device"] < 0:
         raise AudioIOError("PortAudio sees no JACK server (is libportaudio2 built with JACK, and the server up?)")
     dev = int(jack[0]["default_input_device"])
-    bundle = load_bundle(cfg["bundle"])
+    from runtime.signing import policy_from_sources
+
+    bundle = load_bundle(cfg["bundle"], trust=policy_from_sources(cfg.get("trusted_keys", []),
+                                                                  require=cfg.get("require_signature", False),
+                                                                  require_reason="the parent's policy"))
     engine = Engine(bundle, cfg["backend"], num_threads=cfg["threads"])
     rate, period = cfg["sample_rate"], cfg["period"]
     host_block = cfg.get("host_block") or period
@@ -593,20 +597,23 @@ def _loopback_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 def loopback_jack(bundle: str | os.PathLike[str], backend: str = "litert", *, seconds: float = 10.0,
                   sample_rate: int | None = None, period: int | None = None, settle: float = 1.0,
                   realtime: bool = True, threads: int = 1, timeout: float | None = None,
-                  python: str | None = None) -> dict[str, Any]:
+                  python: str | None = None, trust: Any = None) -> dict[str, Any]:
     """Round trip through a private JACK dummy server: see the module docstring.
 
     ``sample_rate``/``period`` default to the bundle's (the board's) rate and block. Raises
     :class:`BenchError` with the server's last words when anything fails; the server and the
     child are always stopped (the child has ``timeout`` seconds, default ``seconds + 90``).
+    ``trust`` (a :class:`runtime.signing.TrustPolicy`) is handed to the child as key paths.
     """
     from runtime.bundle import load_bundle
 
-    b = load_bundle(bundle)
+    b = load_bundle(bundle, trust=trust)
     rate = int(sample_rate or b.manifest.sample_rate)
     per = int(period or b.manifest.block)
     cfg = {"bundle": str(Path(bundle).resolve()), "backend": backend, "seconds": float(seconds), "settle": float(settle),
-           "amplitude": 0.2, "threads": int(threads), "sample_rate": rate, "period": per}
+           "amplitude": 0.2, "threads": int(threads), "sample_rate": rate, "period": per,
+           "trusted_keys": trust.key_paths() if trust is not None else [],
+           "require_signature": bool(trust.require) if trust is not None else False}
     timeout = float(timeout if timeout is not None else seconds + settle + 90.0)
     root = str(Path(__file__).resolve().parents[1])
     with JackServer(rate, per, realtime=realtime) as server:
@@ -646,20 +653,21 @@ def loopback_jack(bundle: str | os.PathLike[str], backend: str = "litert", *, se
 
 
 # ----------------------------------------------------------------------------- the report
-def run_bench(bundle_path: str | os.PathLike[str], backends: Sequence[str | Any] = ("litert",), *,
+def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
               seconds: float = 10.0, threads: int = 1, x: np.ndarray | None = None,
               loopback: str | None = None, loopback_seconds: float = 10.0, loopback_backend: str | None = None,
-              log: Any = None) -> dict[str, Any]:
+              log: Any = None, trust: Any = None) -> dict[str, Any]:
     """The whole benchmark as a JSON-ready dict (per-block samples under ``_samples``).
 
+    ``bundle_path``: a bundle directory (loaded under ``trust``) or an already verified Bundle.
     ``backends`` are names for :func:`runtime.backends.open_backend` or ``(name, Backend)``
     pairs (the toolchain passes its torch reference that way).
     """
-    from runtime.bundle import load_bundle
+    from runtime.bundle import Bundle, load_bundle
     from runtime.engine import Engine
 
     say = log or (lambda s: None)
-    bundle = load_bundle(bundle_path)
+    bundle = bundle_path if isinstance(bundle_path, Bundle) else load_bundle(bundle_path, trust=trust)
     m = bundle.manifest
     board = board_audio(bundle)
     report: dict[str, Any] = {
@@ -694,7 +702,7 @@ def run_bench(bundle_path: str | os.PathLike[str], backends: Sequence[str | Any]
         names = [n for n in report["backends"] if isinstance(n, str)]
         lb_backend = loopback_backend or next((n for n in names if n in ("ckernel", "litert", "litert-fp32", "onnx")), "litert")
         say(f"loopback through JACK (dummy driver, {m.sample_rate} Hz, period {m.block}) with {lb_backend}, {loopback_seconds:g} s ...")
-        lb = loopback_jack(bundle.path, lb_backend, seconds=loopback_seconds, threads=threads)
+        lb = loopback_jack(bundle.path, lb_backend, seconds=loopback_seconds, threads=threads, trust=trust)
         comp = report["backends"].get(lb_backend, {}).get("p99_us")
         lb["compute_p99_ms"] = None if comp is None else comp / 1000.0
         lb["decomposition_ms"] = {

@@ -104,7 +104,11 @@ class RuntimeSpec:
 
     threads: int
     backend: str  # default backend, one of KNOWN_BACKENDS
+    # Refuse unsigned bundles on this board (runtime/signing.py); needs trusted_keys.
     require_signature: bool = False
+    # Ed25519 public keys (.pub files, or directories of them) bundles may be signed with;
+    # relative paths in the TOML are relative to the board file's directory.
+    trusted_keys: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,14 +252,23 @@ def _board_from_dict(data: Mapping[str, Any], where: str, path: Path | None) -> 
     )
 
     t = r.table("runtime")
-    r.no_unknown(t, "runtime", ("threads", "backend", "require_signature"))
+    r.no_unknown(t, "runtime", ("threads", "backend", "require_signature", "trusted_keys"))
     runtime = RuntimeSpec(
         threads=r.get(t, "runtime", "threads", "an integer > 0", pos_int),
         backend=r.get(t, "runtime", "backend", f"one of {', '.join(KNOWN_BACKENDS)}",
                       lambda v: v in KNOWN_BACKENDS),
         require_signature=r.get(t, "runtime", "require_signature", "true or false",
                                 lambda v: isinstance(v, bool), required=False, default=False),
+        trusted_keys=tuple(
+            (path.parent if path is not None else Path(".")) / k if not Path(k).is_absolute() else Path(k)
+            for k in r.get(t, "runtime", "trusted_keys", "a list of public key paths (strings)",
+                           lambda v: isinstance(v, list) and all(isinstance(s, str) and s.strip() for s in v),
+                           required=False, default=[])),
     )
+    # A board that refuses unsigned bundles but names no key would refuse every bundle.
+    if runtime.require_signature and not runtime.trusted_keys:
+        raise r.fail("runtime.require_signature = true needs runtime.trusted_keys (the public keys "
+                     "bundles for this board are signed with)")
 
     board = Board(name=name, description=description, cpu=cpu, compiler=compiler,
                   audio=audio, budget=budget, runtime=runtime, path=path)

@@ -10,7 +10,14 @@ or state pairs are wrong, with a one-line :class:`BundleError` that names the fi
 ``manifest.json`` carries ``manifest_sha256``, a digest of its own canonical content, so a
 corrupted manifest (a flipped bit in ``output_limit``, say) is refused like a corrupted model.
 
-Standard library only: this module runs on the boards themselves.
+A bundle may carry ``manifest.sig``, an Ed25519 signature over the exact bytes of
+``manifest.json`` (see :mod:`runtime.signing`): it is always verified against the trusted keys
+of the :class:`~runtime.signing.TrustPolicy` given to :func:`load_bundle`, before anything in the
+manifest is believed; an unsigned bundle is refused where the policy requires signatures. A
+``format_version`` older than this runtime's is refused as a downgrade, a newer one as unknown.
+
+Standard library only (plus ``cryptography`` when a signature is checked): this module runs on
+the boards themselves.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from runtime.signing import SIGNATURE_NAME, SignatureError, SignatureInfo, TrustPolicy, verify_manifest_signature
+
 __all__ = [
     "DTYPES",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "SIGNATURE_NAME",
     "Bundle",
     "BundleError",
     "GraphSpec",
@@ -97,6 +107,8 @@ def check_member_name(name: Any) -> str:
         raise ValueError(f"file name {name!r} must not contain '..', '.' or empty components")
     if name == MANIFEST_NAME:
         raise ValueError(f"{MANIFEST_NAME} cannot list itself")
+    if name == SIGNATURE_NAME:
+        raise ValueError(f"{MANIFEST_NAME} cannot list {SIGNATURE_NAME} (the signature is made over it)")
     return name
 
 
@@ -471,6 +483,8 @@ class Bundle:
 
     path: Path
     manifest: Manifest
+    #: The verified signature, or None for an unsigned bundle (accepted because not required).
+    signature: SignatureInfo | None = None
 
     def file(self, name: str) -> Path:
         """Path of a member listed in the manifest (e.g. ``"kernel/model.hxb"``)."""
@@ -483,14 +497,18 @@ class Bundle:
         return self.file(self.manifest.graph(flavour).file)
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest_bytes(path: Path) -> bytes:
     where = path / MANIFEST_NAME
     try:
-        raw = where.read_bytes()
+        return where.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{where} is missing (not a bundle directory?)") from None
     except OSError as e:
         raise BundleError(f"{where}: cannot read ({e.strerror or e})") from None
+
+
+def _parse_manifest(path: Path, raw: bytes) -> dict[str, Any]:
+    where = path / MANIFEST_NAME
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -513,25 +531,39 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def load_bundle(path: str | os.PathLike[str], *,
-                expected_format_version: int = FORMAT_VERSION) -> Bundle:
+                expected_format_version: int = FORMAT_VERSION,
+                trust: TrustPolicy | None = None) -> Bundle:
     """Open and check a bundle directory; raise BundleError naming the file at fault.
 
-    Order: directory, manifest.json (parses), format_version, manifest digest, schema
-    (names stay inside the bundle, graph files listed, tensor specs, state pairs), then
-    each listed file exists and matches its sha256. Names are checked before any listed
-    file is opened, so a hostile manifest cannot make us read outside the bundle.
+    Order: directory, manifest.json bytes, signature (``trust``: the device's policy, default
+    :meth:`TrustPolicy.from_env`), then the manifest parses, format_version (older: a
+    downgrade; newer: unknown), manifest digest, schema (names stay inside the bundle, graph
+    files listed, tensor specs, state pairs), then each listed file exists and matches its
+    sha256. The signature is checked on the raw bytes before any field is believed, and names
+    before any listed file is opened, so a hostile manifest cannot make us read outside the
+    bundle.
     """
     root = Path(path)
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a directory"
         raise BundleError(f"{root}: bundle directory {what}")
-    data = _read_manifest(root)
+    raw = _read_manifest_bytes(root)
+    try:
+        policy = trust if trust is not None else TrustPolicy.from_env()
+        signature = verify_manifest_signature(root, raw, policy)
+    except SignatureError as e:
+        raise BundleError(str(e)) from None
+    data = _parse_manifest(root, raw)
     mpath = root / MANIFEST_NAME
 
-    # Version first: a newer format may change everything below, so say that plainly.
+    # Version first: another format may change everything below, so say that plainly. An
+    # older one is refused too: a signed old bundle must not bring back what a newer format fixed.
     fv = data.get("format_version")
     if not _is_int(fv):
         raise BundleError(f"{mpath}: format_version must be an integer, got {fv!r}")
+    if fv < expected_format_version:
+        raise BundleError(f"{mpath}: format_version {fv} is older than this runtime accepts "
+                          f"(expects {expected_format_version}); refusing a downgrade")
     if fv != expected_format_version:
         raise BundleError(f"{mpath}: format_version {fv} is not supported by this runtime "
                           f"(expects {expected_format_version})")
@@ -565,4 +597,4 @@ def load_bundle(path: str | os.PathLike[str], *,
             raise BundleError(f"{member}: cannot read ({e.strerror or e})") from None
         if actual != digest:
             raise BundleError(f"{member}: sha256 mismatch (file changed or corrupt)")
-    return Bundle(path=root, manifest=manifest)
+    return Bundle(path=root, manifest=manifest, signature=signature)

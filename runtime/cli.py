@@ -5,6 +5,10 @@
     python -m runtime bench BUNDLE [--backend B ...] [--loopback jack] [--json F] [--plot P]
     python -m runtime devices
 
+run, stream and bench take ``--trusted-key FILE|DIR`` (repeatable), ``--require-signature`` and
+``--board NAME|FILE`` (the board this runs on: its ``runtime.require_signature`` and
+``runtime.trusted_keys`` apply); see runtime/signing.py for what is refused.
+
 The ``toolchain`` command's ``run``, ``stream`` and ``bench`` are these same functions (it adds
 the torch reference backend and the dB SPL summary). A user's mistake (bad wav, tampered or
 foreign bundle, unknown backend, unwritable output) ends in ONE line on stderr and exit code 2,
@@ -45,9 +49,28 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from runtime.bench import BenchError, LatencyProbeError
     from runtime.boards import BoardError
     from runtime.bundle import BundleError
+    from runtime.signing import SignatureError
     from runtime.wavio import WavError
 
-    return (UserError, BundleError, BackendError, WavError, BoardError, AudioIOError, BenchError, LatencyProbeError)
+    return (UserError, BundleError, BackendError, WavError, BoardError, AudioIOError, BenchError, LatencyProbeError,
+            SignatureError)
+
+
+def trust_from_args(args: argparse.Namespace) -> Any:
+    """The device's signature policy from ``--trusted-key``, ``--require-signature``, ``--board`` and the environment."""
+    from runtime.signing import policy_from_sources
+
+    keys: list[str] = list(getattr(args, "trusted_key", None) or [])
+    reasons = ["--require-signature"] if getattr(args, "require_signature", False) else []
+    board = getattr(args, "board", None)
+    if board:
+        from runtime.boards import load_board
+
+        b = load_board(board)
+        keys += [str(k) for k in b.runtime.trusted_keys]
+        if b.runtime.require_signature:
+            reasons.append(f"board {b.name}: runtime.require_signature = true")
+    return policy_from_sources(keys, require=bool(reasons), require_reason=", ".join(reasons))
 
 
 def backend_names(extra: dict[str, BackendFactory] | None = None) -> list[str]:
@@ -81,6 +104,7 @@ class RunReport:
     output_limit: float
     stats: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    manifest: Any = None  # the bundle's Manifest (as verified)
 
     @property
     def rtf(self) -> float:
@@ -89,18 +113,19 @@ class RunReport:
 
 def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: str = "litert", threads: int = 1,
              host_block: int | None = None, extra_backends: dict[str, BackendFactory] | None = None,
-             notice: Callable[[str], None] | None = None) -> RunReport:
+             notice: Callable[[str], None] | None = None, trust: Any = None) -> RunReport:
     """Offline streaming of a wav through the engine; writes ``output_path`` atomically.
 
-    Everything that can fail on the user's input (bundle, wav, backend, output location) is
-    checked before the output is written, and the write itself is atomic.
+    Everything that can fail on the user's input (bundle and its signature under ``trust``, wav,
+    backend, output location) is checked before the output is written, and the write itself is
+    atomic.
     """
     from runtime.bundle import load_bundle
     from runtime.engine import Engine
     from runtime.resample import resample
     from runtime.wavio import read_wav, write_wav_atomic
 
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, trust=trust)
     out = Path(output_path)
     if out.is_dir():
         raise UserError(f"{out}: is a directory")
@@ -133,12 +158,13 @@ def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: st
     dt = time.perf_counter() - t0
     write_wav_atomic(out, y, rate)
     return RunReport(input=str(input_path), output=str(out), backend=backend, sample_rate=rate, input_rate=sr,
-                     x=x, y=y, seconds=dt, output_limit=engine.output_limit, stats=engine.stats(), notices=notices)
+                     x=x, y=y, seconds=dt, output_limit=engine.output_limit, stats=engine.stats(), notices=notices,
+                     manifest=bundle.manifest)
 
 
 def cmd_run(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
     rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
-                   host_block=args.host_block, extra_backends=extra, notice=print)
+                   host_block=args.host_block, extra_backends=extra, notice=print, trust=trust_from_args(args))
     st = rep.stats
     print(f"{rep.input} → {rep.output}: {len(rep.x) / rep.sample_rate:.2f} s through {rep.backend}")
     print(f"  peak {np.max(np.abs(rep.y)):.3f} (limit {rep.output_limit:g}), "
@@ -154,7 +180,7 @@ def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None
     from runtime.bundle import load_bundle
     from runtime.engine import Engine
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, trust=trust_from_args(args))
     m = bundle.manifest
     be = make_backend(bundle, args.backend, args.threads, extra)
     host_block = m.block if args.host_block is None else args.host_block
@@ -196,7 +222,8 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None 
     from runtime.bench import plot_timings, run_bench, write_json
     from runtime.bundle import load_bundle
 
-    bundle = load_bundle(args.bundle)
+    trust = trust_from_args(args)
+    bundle = load_bundle(args.bundle, trust=trust)
     names = args.backend or ["ckernel", "litert"]
     specs = []
     for n in names:
@@ -221,7 +248,7 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None 
     for p in (args.json, args.plot):
         if p and not (Path(p).parent if str(Path(p).parent) else Path(".")).is_dir():
             raise UserError(f"{p}: cannot write there (no such directory)")
-    report = run_bench(bundle.path, specs, seconds=args.seconds, threads=args.threads, x=x,
+    report = run_bench(bundle, specs, seconds=args.seconds, threads=args.threads, x=x, trust=trust,
                        loopback=args.loopback, loopback_seconds=args.loopback_seconds,
                        loopback_backend=args.loopback_backend, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(format_report(report))
@@ -276,6 +303,7 @@ def add_run_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentParser
     r.add_argument("--threads", type=int, default=1, help="backend threads (default 1)")
     r.add_argument("--host-block", type=int, default=None, metavar="N",
                    help="feed the engine N samples at a time, as an audio API would (the output is the same for any N)")
+    add_trust_arguments(r)
     return r
 
 
@@ -298,6 +326,7 @@ def add_stream_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPar
                    help="smallest engine delay the host block allows (0 when it is a multiple of the model block) "
                         "instead of one model block")
     s.add_argument("--quiet", action="store_true", help="no live status line")
+    add_trust_arguments(s)
     return s
 
 
@@ -317,7 +346,21 @@ def add_bench_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPars
     b.add_argument("--loopback-backend", help="backend for the loopback (default: the first runtime backend timed)")
     b.add_argument("--json", metavar="F", help="write the report as JSON")
     b.add_argument("--plot", metavar="P", help="write a histogram of per-block times against the deadline (PNG)")
+    add_trust_arguments(b)
     return b
+
+
+def add_trust_arguments(p: argparse.ArgumentParser) -> None:
+    """``--trusted-key``, ``--require-signature`` and ``--board``: the device's policy for signed bundles."""
+    g = p.add_argument_group("signed bundles (see README, 'Signed bundles')")
+    g.add_argument("--trusted-key", action="append", metavar="FILE|DIR",
+                   help="Ed25519 public key (.pub) a bundle may be signed with, or a directory of them (repeatable; "
+                        "also HX_TRUSTED_KEYS). A signed bundle is always verified and refused if no trusted key verifies it")
+    g.add_argument("--require-signature", action="store_true",
+                   help="refuse unsigned bundles (also HX_REQUIRE_SIGNATURE=1, or the board's runtime.require_signature)")
+    g.add_argument("--board", metavar="NAME|FILE",
+                   help="the board this runs on (boards/*.toml name or a TOML path): its runtime.require_signature and "
+                        "runtime.trusted_keys apply")
 
 
 def build_parser() -> argparse.ArgumentParser:

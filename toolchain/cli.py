@@ -19,6 +19,9 @@ EPILOG = """\
 Typical use:
   toolchain targets                                  list the boards you can export for
   toolchain export --target rpi --preset moderate-sloping --out out/bundle-rpi4
+  toolchain keygen --out keys/                       Ed25519 key pair for signed bundles
+  toolchain export --target rpi --sign keys/hx-signing.key --out out/bundle-rpi4
+  toolchain sign out/bundle-rpi4 --key keys/hx-signing.key   sign a bundle exported earlier
   toolchain inspect out/bundle-rpi4                  validate a bundle, show its manifest
   toolchain run out/bundle-rpi4 --input in.wav --output out.wav
   toolchain stream out/bundle-rpi4 --device jack     live duplex audio (Ctrl-C stops)
@@ -125,12 +128,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"{args.checkpoint}: model checkpoint not found")
     _check_out_dir(out, args.overwrite)
+    signing_key = None
+    if args.sign:  # before minutes of work: a wrong key path must fail now
+        from toolchain.export.signing import load_signing_key
+
+        signing_key = load_signing_key(args.sign)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from toolchain.export.pipeline import DEFAULT_CHECKPOINT, ExportOptions, export_bundle
 
-    opts = ExportOptions(board=board, audiogram=audiogram, out_dir=out,
+    opts = ExportOptions(board=board, audiogram=audiogram, out_dir=out, signing_key=signing_key,
                          checkpoint=Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT,
                          block=args.block, overwrite=args.overwrite)
     con = _console()
@@ -139,6 +147,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         task = prog.add_task("export", total=1.0)
         report = export_bundle(opts, progress=lambda stage, frac: prog.update(task, description=stage, completed=frac))
     _print_summary(con, report.bundle)
+    if signing_key is not None:
+        con.print(f"signed: manifest.sig by key id {signing_key.key_id} ({args.sign}); verify with "
+                  f"--trusted-key <its .pub>")
+    return 0
+
+
+# ---------------------------------------------------------------------------- keygen
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write an Ed25519 key pair for signing bundles."""
+    from toolchain.export.signing import generate_keypair
+
+    kp = generate_keypair(args.out, name=args.name, overwrite=args.overwrite)
+    print(f"wrote {kp.private_path} (private key, mode 0600: keep it off the devices) and {kp.public_path} "
+          f"(public key: give it to the runtime with --trusted-key or a board's runtime.trusted_keys); key id {kp.key_id}")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign an existing unsigned bundle in place (manifest.sig)."""
+    from toolchain.export.signing import load_signing_key, sign_bundle
+
+    kid = sign_bundle(args.bundle, load_signing_key(args.key))
+    print(f"signed {args.bundle}: manifest.sig by key id {kid}")
     return 0
 
 
@@ -174,13 +205,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from runtime.bundle import load_bundle
+    from runtime.cli import trust_from_args
 
-    b = load_bundle(args.bundle)
+    b = load_bundle(args.bundle, trust=trust_from_args(args))
     m = b.manifest
     con = _console()
     top = Table(title=f"{b.path} (valid: every file present and matching its sha256)", show_header=False)
     top.add_column("field", style="bold")
     top.add_column("value")
+    top.add_row("signature", f"verified: key id {b.signature.key_id} ({b.signature.key_source})" if b.signature
+                else "none (unsigned bundle)")
     for k in ("format_version", "model", "target", "sample_rate", "block", "algorithmic_latency_samples",
               "output_limit", "toolchain_version", "created_utc"):
         top.add_row(k, str(getattr(m, k)))
@@ -236,11 +270,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from toolchain.audio.levels import DEFAULT_CALIBRATION
 
     con = _console()
-    rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
-                   host_block=args.host_block, extra_backends=_extra_backends(args), notice=con.print)
-    from runtime.bundle import load_bundle
+    from runtime.cli import trust_from_args
 
-    m = load_bundle(args.bundle).manifest
+    rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
+                   host_block=args.host_block, extra_backends=_extra_backends(args), notice=con.print,
+                   trust=trust_from_args(args))
+    m = rep.manifest
     x, y, rate, st = rep.x, rep.y, rep.sample_rate, rep.stats
     level = DEFAULT_CALIBRATION.level_db_spl
     con.print(f"{args.input} → {args.output}: {len(x) / rate:.2f} s through {args.backend} "
@@ -292,14 +327,34 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", metavar="FILE", help="trained compensator (default: the shipped model)")
     e.add_argument("--block", type=int, help="samples per step (default: the board's block)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    e.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 private key (from toolchain keygen): "
+                   "manifest.sig over manifest.json, written before the bundle is moved into place")
     e.add_argument("--quiet", action="store_true", help="no progress display")
     e.set_defaults(func=cmd_export)
 
-    i = sub.add_parser("inspect", help="validate a bundle (hashes, format, shapes) and print its manifest")
-    i.add_argument("bundle", help="bundle directory")
-    i.set_defaults(func=cmd_inspect)
+    kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signed bundles",
+                        description="Write DIR/NAME.key (PEM PKCS#8 private key, mode 0600) and DIR/NAME.pub (PEM public "
+                        "key), each atomically. Sign with `toolchain export --sign DIR/NAME.key`; devices trust the .pub "
+                        "(--trusted-key, or runtime.trusted_keys in the board file).")
+    kg.add_argument("--out", required=True, metavar="DIR", help="directory for the key pair (created, mode 0700)")
+    kg.add_argument("--name", default="hx-signing", help="file stem of the pair (default hx-signing)")
+    kg.add_argument("--overwrite", action="store_true", help="replace an existing key pair of that name")
+    kg.set_defaults(func=cmd_keygen)
 
-    from runtime.cli import add_bench_parser, add_run_parser, add_stream_parser
+    sg = sub.add_parser("sign", help="sign an existing bundle (manifest.sig) with a key from toolchain keygen",
+                        description="Check the bundle (hashes, format, schema), then write manifest.sig, an Ed25519 "
+                        "signature over the exact bytes of its manifest.json, atomically. A bundle that is already "
+                        "signed is refused (remove manifest.sig to re-sign).")
+    sg.add_argument("bundle", help="bundle directory")
+    sg.add_argument("--key", required=True, metavar="KEY", help="Ed25519 private key (.key from toolchain keygen)")
+    sg.set_defaults(func=cmd_sign)
+
+    from runtime.cli import add_bench_parser, add_run_parser, add_stream_parser, add_trust_arguments
+
+    i = sub.add_parser("inspect", help="validate a bundle (hashes, format, shapes, signature) and print its manifest")
+    i.add_argument("bundle", help="bundle directory")
+    add_trust_arguments(i)
+    i.set_defaults(func=cmd_inspect)
 
     names = [*BACKENDS, "torch"]
     ckpt_help = "checkpoint for --backend torch (default: the one the manifest names, beside the bundle or shipped)"

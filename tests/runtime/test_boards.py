@@ -164,11 +164,24 @@ def test_optional_fields(board_dir: Path) -> None:
     assert b.runtime.require_signature is False
     text = text.replace("output_limit = 0.891",
                         "output_limit = 1\nmic_sensitivity_db_spl_full_scale = 94")
-    text += "require_signature = true\n"
+    text += 'require_signature = true\ntrusted_keys = ["keys/vendor.pub", "/etc/hx/keys"]\n'
     b = load_board(write(board_dir, "x", text))
     assert b.audio.mic_sensitivity_db_spl_full_scale == 94.0
     assert b.audio.output_limit == 1.0
     assert b.runtime.require_signature is True
+    # Relative key paths are relative to the board file, not to wherever the runtime was started.
+    assert b.runtime.trusted_keys == (board_dir / "keys" / "vendor.pub", Path("/etc/hx/keys"))
+
+
+def test_require_signature_without_trusted_keys_is_refused(board_dir: Path) -> None:
+    text = GOOD.format(name="x") + "require_signature = true\n"
+    with pytest.raises(BoardError) as e:
+        load_board(write(board_dir, "x", text))
+    assert "runtime.require_signature = true needs runtime.trusted_keys" in str(e.value)
+    for bad in ('trusted_keys = "k.pub"', "trusted_keys = [1]", 'trusted_keys = [""]'):
+        with pytest.raises(BoardError) as e:
+            load_board(write(board_dir, "x", GOOD.format(name="x") + bad + "\n"))
+        assert "runtime.trusted_keys must be a list of public key paths" in str(e.value)
 
 
 # --- malformed files ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import runtime.boards
 import runtime.bundle
+import runtime.signing
 from runtime.bundle import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -353,11 +354,16 @@ def test_missing_directory(tmp_path: Path) -> None:
 # --- format version -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 2])
-def test_wrong_format_version(bundle: Path, version: int) -> None:
-    edit_manifest(bundle, lambda d: d.update(format_version=version))
-    assert refused(bundle) == (f"{bundle / MANIFEST_NAME}: format_version {version} is not "
+def test_newer_format_version(bundle: Path) -> None:
+    edit_manifest(bundle, lambda d: d.update(format_version=FORMAT_VERSION + 1))
+    assert refused(bundle) == (f"{bundle / MANIFEST_NAME}: format_version {FORMAT_VERSION + 1} is not "
                                f"supported by this runtime (expects {FORMAT_VERSION})")
+
+
+def test_older_format_version_is_refused_as_a_downgrade(bundle: Path) -> None:
+    edit_manifest(bundle, lambda d: d.update(format_version=FORMAT_VERSION - 1))
+    assert refused(bundle) == (f"{bundle / MANIFEST_NAME}: format_version {FORMAT_VERSION - 1} is older than "
+                               f"this runtime accepts (expects {FORMAT_VERSION}); refusing a downgrade")
 
 
 def test_format_version_checked_before_anything_else(bundle: Path) -> None:
@@ -530,10 +536,12 @@ def test_runtime_modules_do_not_load_torch_or_tensorflow() -> None:
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("module", [runtime.bundle, runtime.boards])
-def test_runtime_modules_import_only_stdlib(module: Any) -> None:
-    # Stronger than the check above: the source itself names only standard-library modules
-    # (numpy would be allowed, but these two do not need it).
+@pytest.mark.parametrize("module,extra", [(runtime.bundle, set()), (runtime.boards, set()),
+                                          (runtime.signing, {"cryptography"})])
+def test_runtime_modules_import_only_stdlib(module: Any, extra: set[str]) -> None:
+    # Stronger than the check above: the source itself names only standard-library modules and
+    # other runtime modules (numpy would be allowed, but these do not need it); signing imports
+    # cryptography, lazily, only when a signature is checked.
     tree = ast.parse(Path(module.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
@@ -541,4 +549,4 @@ def test_runtime_modules_import_only_stdlib(module: Any) -> None:
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    assert names <= set(sys.stdlib_module_names) | {"numpy"}, names
+    assert names <= set(sys.stdlib_module_names) | {"numpy", "runtime"} | extra, names

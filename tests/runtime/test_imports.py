@@ -13,7 +13,8 @@ from pathlib import Path
 from tests.conftest import REPO
 
 #: Third-party modules runtime/ may import (anything else must be the standard library or runtime).
-ALLOWED = {"numpy", "ai_edge_litert", "cffi", "_cffi_backend", "sounddevice", "onnxruntime", "matplotlib"}
+ALLOWED = {"numpy", "ai_edge_litert", "cffi", "_cffi_backend", "sounddevice", "onnxruntime", "matplotlib",
+           "cryptography"}  # cryptography: Ed25519 verification of signed bundles (runtime/signing.py)
 FORBIDDEN = ("torch", "tensorflow", "toolchain", "soundfile", "scipy", "soxr", "rich", "onnx", "typer", "keras")
 
 

@@ -2,8 +2,9 @@
 
 A reader (a board copying bundles over, a test, a second export) never sees a half-written
 bundle: everything is written into a temporary sibling directory on the same filesystem,
-checked with the runtime's own :func:`runtime.bundle.load_bundle`, and only then renamed
-into place. On any failure the temporary directory is removed and an existing bundle at
+signed when a signing key is given (``manifest.sig``, see :mod:`runtime.signing`), checked
+with the runtime's own :func:`runtime.bundle.load_bundle` (the signature against the key's
+public half), and only then renamed into place. On any failure the temporary directory is removed and an existing bundle at
 the destination is left as it was.
 """
 
@@ -17,7 +18,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 from runtime.bundle import (
     FORMAT_VERSION,
@@ -28,6 +29,10 @@ from runtime.bundle import (
     manifest_digest,
     manifest_from_dict,
 )
+from runtime.signing import SIGNATURE_NAME, TrustPolicy
+
+if TYPE_CHECKING:
+    from toolchain.export.signing import SigningKey
 
 __all__ = ["BundleError", "write_bundle", "toolchain_version"]
 
@@ -172,14 +177,17 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def write_bundle(out_dir: str | os.PathLike[str], manifest_fields: Mapping[str, Any],
-                 files: Mapping[str, FileData], *, overwrite: bool = False) -> Path:
+                 files: Mapping[str, FileData], *, overwrite: bool = False,
+                 signing_key: "SigningKey | None" = None) -> Path:
     """Write a bundle to ``out_dir`` atomically and return its path.
 
     ``manifest_fields``: everything in the manifest except ``files`` (hashes are computed
     here); ``format_version``, ``created_utc`` and ``toolchain_version`` are filled in when
     absent. ``files``: bundle member name (``"model_int8.tflite"``, ``"kernel/model.hxb"``)
     → bytes, or a Path to copy. The result is checked with the runtime's ``load_bundle``
-    before it is moved into place. Raises BundleError with a one-line message.
+    before it is moved into place. With ``signing_key`` (:func:`toolchain.export.signing.load_signing_key`)
+    ``manifest.sig`` is written over the final manifest bytes and verified by that check.
+    Raises BundleError with a one-line message.
     """
     out = Path(out_dir)
     fields = _plain(dict(manifest_fields))
@@ -219,11 +227,17 @@ def write_bundle(out_dir: str | os.PathLike[str], manifest_fields: Mapping[str, 
         manifest = manifest_from_dict(fields, source=str(out / MANIFEST_NAME)).to_dict()
         manifest["manifest_sha256"] = manifest_digest(manifest)
         # Manifest last: a directory with a manifest.json is, by construction, complete.
-        _write_member(tmp, MANIFEST_NAME,
-                      (json.dumps(manifest, indent=2, allow_nan=False) + "\n").encode())
+        manifest_bytes = (json.dumps(manifest, indent=2, allow_nan=False) + "\n").encode()
+        _write_member(tmp, MANIFEST_NAME, manifest_bytes)
+        if signing_key is not None:
+            _write_member(tmp, SIGNATURE_NAME, signing_key.sign_manifest(manifest_bytes))
         _fsync_dir(tmp)
+        # The check trusts exactly the signing key (and requires its signature), whatever the
+        # environment says: the bundle must be loadable by a device that trusts that key.
+        policy = (TrustPolicy(keys=(signing_key.public,), require=True, require_reason="signed export")
+                  if signing_key is not None else TrustPolicy())
         try:
-            load_bundle(tmp)
+            load_bundle(tmp, trust=policy)
         except BundleError as e:
             # Report against the destination, not the temporary name the user never sees.
             raise BundleError(str(e).replace(str(tmp), str(out))) from None

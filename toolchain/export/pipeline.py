@@ -43,6 +43,8 @@ class ExportOptions:
     checkpoint: Path = DEFAULT_CHECKPOINT
     block: int | None = None
     overwrite: bool = False
+    # A toolchain.export.signing.SigningKey: the bundle is signed (manifest.sig) before its rename.
+    signing_key: Any = None
     calib_clips: int = 24
     calib_blocks: int = 2000          # representative samples given to the converter
     test_clips: int = 6
@@ -280,9 +282,12 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
                   "board": {"core": board.cpu.core, "cflags": list(board.compiler.cflags),
                             "latency_budget_ms": board.budget.latency_ms}},
     }
-    out = write_bundle(opts.out_dir, fields, files, overwrite=opts.overwrite)
+    out = write_bundle(opts.out_dir, fields, files, overwrite=opts.overwrite, signing_key=opts.signing_key)
     progress("done", 1.0)
-    return ExportReport(bundle=load_bundle(out), metrics=metrics)
+    from runtime.signing import TrustPolicy
+
+    trust = TrustPolicy(keys=(opts.signing_key.public,)) if opts.signing_key is not None else TrustPolicy()
+    return ExportReport(bundle=load_bundle(out, trust=trust), metrics=metrics)
 
 
 def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:
