@@ -123,7 +123,7 @@ def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: st
     from runtime.bundle import load_bundle
     from runtime.engine import Engine
     from runtime.resample import resample
-    from runtime.wavio import read_wav, write_wav_atomic
+    from runtime.wavio import check_rate, read_wav, write_wav_atomic
 
     bundle = load_bundle(bundle_path, trust=trust)
     out = Path(output_path)
@@ -143,6 +143,7 @@ def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: st
     # The input before the backend: a backend may log on creation (LiteRT's INFO line), and a
     # bad file must still give exactly one line.
     x, sr = read_wav(input_path)
+    check_rate(input_path, sr)
     rate = bundle.manifest.sample_rate
     notices = []
     if sr != rate:
@@ -240,9 +241,10 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None 
     x = None
     if args.input:
         from runtime.resample import resample
-        from runtime.wavio import read_wav
+        from runtime.wavio import check_rate, read_wav
 
         x, sr = read_wav(args.input)
+        check_rate(args.input, sr)
         if sr != bundle.manifest.sample_rate:
             x = resample(x, sr, bundle.manifest.sample_rate)
     for p in (args.json, args.plot):

@@ -7,6 +7,9 @@ has neither, so this module parses the RIFF container itself (PCM 8/16/24/32-bit
 ``q / 2^(bits-1)``, written as ``rint(x * 32767)`` after clipping to [-1, 1].
 
 Every problem raises :class:`WavError`, a ``ValueError`` whose one-line message names the file.
+Files above :data:`MAX_WAV_BYTES` are refused before they are read (the reader holds the whole
+file in memory, and a Pi Zero 2 W has 512 MB), and :func:`check_rate` bounds the sample rates
+the runtime resamples from.
 """
 
 from __future__ import annotations
@@ -20,7 +23,17 @@ import numpy as np
 
 from runtime.atomic import atomic_write
 
-__all__ = ["WavError", "read_wav", "to_pcm16", "wav_info", "write_wav_atomic"]
+__all__ = ["MAX_RATE_HZ", "MAX_WAV_BYTES", "MIN_RATE_HZ", "WavError", "check_rate", "read_wav", "to_pcm16", "wav_info",
+           "write_wav_atomic"]
+
+#: Largest WAV file read: 512 MiB = 4.6 hours of 16-bit mono at 16 kHz, or 46 minutes of 32-bit
+#: float at 48 kHz. Decoded to float32 it takes up to 2x that again, which is what a 512 MB board
+#: can give an offline run; longer recordings are split, or streamed live.
+MAX_WAV_BYTES = 512 * 1024 * 1024
+#: Input sample rates run/bench accept (and resample to the model's). Below 8 kHz there is no
+#: speech band left to compensate; above 384 kHz no audio interface records (the value is corrupt).
+MIN_RATE_HZ = 8000
+MAX_RATE_HZ = 384000
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 # The first two bytes of the SubFormat GUID of WAVE_FORMAT_EXTENSIBLE carry the format tag;
@@ -92,6 +105,13 @@ def _read_bytes(p: Path) -> bytes:
     if p.is_dir():
         raise WavError(f"{p}: is a directory, not an audio file")
     try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise WavError(f"{p}: cannot read ({e.strerror or e})") from None
+    if size > MAX_WAV_BYTES:
+        raise WavError(f"{p}: {size / 2**20:.0f} MiB is too large; the limit is {MAX_WAV_BYTES // 2**20} MiB "
+                       "(4.6 hours of 16-bit mono at 16 kHz): split the recording")
+    try:
         return p.read_bytes()
     except OSError as e:
         raise WavError(f"{p}: cannot read ({e.strerror or e})") from None
@@ -133,6 +153,14 @@ def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True) -> tuple
     if tag == _FLOAT and not np.isfinite(mono).all():
         raise WavError(f"{p}: holds {int(np.count_nonzero(~np.isfinite(mono)))} non-finite samples (NaN or inf)")
     return mono, int(rate)
+
+
+def check_rate(path: str | os.PathLike[str], rate: int) -> int:
+    """``rate`` if the runtime can use (resample) audio at that rate, else a one-line WavError."""
+    if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+        raise WavError(f"{path}: sample rate {rate} Hz is outside the supported {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz "
+                       "(input is resampled to the model's rate from any rate in that range)")
+    return rate
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
