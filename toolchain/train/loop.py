@@ -160,6 +160,7 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
         history = list(state["history"])
         start = int(state["step"])
     rows = shard(cfg.batch_size, env)
+    log_every = max(1, steps // 20)
     bar = progress_bar() if (progress and env.is_main) else None
     t0 = time.perf_counter()
     try:
@@ -186,6 +187,11 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
             ema = value if math.isnan(ema) else 0.95 * ema + 0.05 * value
             if task is not None:
                 bar.update(task, advance=1, info=f"loss {ema:.4f}")
+                if not bar.console.is_terminal and ((step + 1) % log_every == 0 or step + 1 == steps):
+                    # A log file gets plain lines (a progress bar only redraws on a terminal).
+                    done = step + 1 - start
+                    eta = (time.perf_counter() - t0) / done * (steps - step - 1)
+                    bar.console.print(f"{name}: step {step + 1}/{steps} loss {ema:.4f} ETA {eta:.0f} s")
             if checkpoint is not None and env.is_main and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                 _save_checkpoint(Path(checkpoint), net, opt, step + 1, rng, history)
         if checkpoint is not None and env.is_main:

@@ -111,3 +111,47 @@ def test_device_is_cuda_when_present():
 
     assert pick_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == "cpu"
+
+
+@pytest.mark.timeout(600)
+def test_torchrun_two_processes_train_a_simulator_end_to_end(tmp_path):
+    """``torchrun --nproc_per_node 2 -m toolchain.train`` (gloo on CPU) trains and saves once."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('''kind = "simulator"
+[hlsim]
+channels = 8
+blocks = 1
+[data]
+examples = 4
+clip_seconds = 0.5
+workers = 1
+[eval]
+examples = 3
+clip_seconds = 0.5
+workers = 1
+haspi_examples = 3
+[crop]
+seconds = 0.25
+[train]
+steps = 2
+batch_size = 4
+warmup_steps = 0
+threads = 1
+''')
+    out = tmp_path / "sim.pt"
+    env = dict(os.environ, HX_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO),
+               OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "toolchain.train",
+                        "--recipe", str(recipe), "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=540, env=env, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["extra"]["world_size"] == 2 and ckpt["extra"]["steps"] == 2
+    assert ckpt["extra"]["fidelity"]["examples"] == 3
+    assert not out.with_name(out.name + ".ckpt").exists()
