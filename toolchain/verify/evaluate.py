@@ -41,6 +41,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -59,7 +60,7 @@ LABELS = {"unprocessed": "unprocessed", "nal-r": "NAL-R", "teacher-fp32": "teach
           "student-fp32": "student fp32", "student-int8": "student int8"}
 DEFAULT_PRESETS: tuple[str, ...] = ("moderate-sloping", "mild-flat", "severe-sloping")
 TARGET_PRESET = "moderate-sloping"
-OUTPUT_NAMES = ("evaluation.json", "evaluation.md", "evaluation.png")
+OUTPUT_SUFFIXES = ("json", "md", "png")
 ALIGN_MAX_LAG_S = 0.01  # the compensators add at most a block (1 ms); NAL-R's delay is removed
 
 # (key, description, minuend, subtrahend, "ge"/"le", bound): the target holds when
@@ -111,6 +112,7 @@ class EvaluateOptions:
     target: str = "rpi"
     seed: int = 0
     out: Path = Path("out/evaluation")
+    name: str = "evaluation"                       # the outputs are <out>/<name>.{json,md,png}
     export_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -141,6 +143,13 @@ class EvaluateOptions:
             raise EvaluateError(f"--level must be in 30..100 dB SPL, got {self.level_db_spl!r}")
         if not _is_int(self.seed) or self.seed < 0:
             raise EvaluateError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.name, str) or not self.name or self.name.startswith(".") or "/" in self.name \
+                or os.sep in self.name:
+            raise EvaluateError(f"--name must be a plain file name stem, got {self.name!r}")
+
+    def output_paths(self) -> dict[str, Path]:
+        """``{"json": ..., "md": ..., "png": ...}`` under ``out``."""
+        return {suffix: Path(self.out) / f"{self.name}.{suffix}" for suffix in OUTPUT_SUFFIXES}
 
     def conditions(self) -> list[dict[str, Any]]:
         """``[{"label", "snr_db", "noise"}]`` in the order given."""
@@ -401,7 +410,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict[str, Any]:
-    """Score every system, write ``evaluation.{json,md,png}`` into ``opts.out``, return the JSON dict."""
+    """Score every system, write ``<out>/<name>.{json,md,png}``, return the JSON dict."""
     from toolchain.audio.audiogram import Audiogram
     from toolchain.audio.levels import DEFAULT_CALIBRATION
     from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1
@@ -412,7 +421,7 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
     haspi_v2, NALR, why = clarity_tools()
     if haspi_v2 is None or NALR is None:
         raise EvaluateError(f"HASPI v2 and NAL-R need pyclarity ({why})")
-    progress("loading models", 0, 0)
+    # Every input is checked before the first progress report, so a mistake is the only line on stderr.
     student = _load(Path(opts.student), "student")
     teacher = _load(Path(opts.teacher), "teacher") if opts.teacher is not None else None
     if teacher is not None and teacher.sample_rate != student.sample_rate:
@@ -476,8 +485,9 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
     }
     result["elapsed_seconds"] = round(time.perf_counter() - t0, 2)
     progress("writing the evaluation", done, total)
-    write_outputs(result, out)
-    result["outputs"] = {name.split(".")[1]: str(out / name) for name in OUTPUT_NAMES}
+    paths = opts.output_paths()
+    write_outputs(result, paths)
+    result["outputs"] = {k: str(v) for k, v in paths.items()}
     return result
 
 
@@ -570,16 +580,17 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def write_outputs(result: Mapping[str, Any], out: Path) -> None:
-    """``evaluation.json``, ``.md`` and ``.png`` in ``out``, each written atomically."""
+def write_outputs(result: Mapping[str, Any], paths: Mapping[str, Path]) -> None:
+    """The ``json``, ``md`` and ``png`` outputs at ``paths``, each written atomically."""
+    out = Path(paths["json"]).parent
     try:
         out.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(_jsonable(result), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-        with atomic_write(out / "evaluation.json", "w", encoding="utf-8") as fh:
+        with atomic_write(paths["json"], "w", encoding="utf-8") as fh:
             fh.write(payload)
-        with atomic_write(out / "evaluation.md", "w", encoding="utf-8") as fh:
+        with atomic_write(paths["md"], "w", encoding="utf-8") as fh:
             fh.write(render_markdown(result))
-        with atomic_write(out / "evaluation.png") as fh:
+        with atomic_write(paths["png"]) as fh:
             fh.write(render_plot(result))
     except OSError as e:
         raise EvaluateError(f"{out}: cannot write the evaluation ({e.strerror or e})") from None
@@ -634,6 +645,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="corpus and noise seed (default 0)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=Path("out/evaluation"),
                         help="where evaluation.json, evaluation.md and evaluation.png go (default out/evaluation)")
+    parser.add_argument("--name", metavar="STEM", default="evaluation",
+                        help="file name stem of the three outputs (default evaluation)")
     parser.add_argument("--fail-on-target", action="store_true", help="exit with status 1 when a target fails")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -643,7 +656,7 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
                            teacher=args.teacher, bundles=tuple(args.bundle), presets=tuple(args.presets),
                            examples=args.examples, seconds=args.seconds, snrs=tuple(args.snr), noise=args.noise,
                            level_db_spl=args.level, target=args.target, seed=args.seed, out=args.out,
-                           export_dir=args.export_dir)
+                           name=args.name, export_dir=args.export_dir)
 
 
 def evaluate_main(args: argparse.Namespace) -> int:
@@ -652,12 +665,19 @@ def evaluate_main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    stages: list[str] = []
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True, disable=bool(args.quiet)) as prog:
+                  console=console, transient=True, disable=bool(args.quiet) or not console.is_terminal) as prog:
         task = prog.add_task("evaluate", total=None)
 
         def progress(stage: str, done: int, total: int) -> None:
             prog.update(task, description=stage, completed=done, total=total or None)
+            # A log file or pipe gets no live bar: one line per stage instead.
+            if not args.quiet and not console.is_terminal and (not stages or stages[-1] != stage):
+                stages.append(stage)
+                print(f"evaluate: {stage} ({done}/{total} HASPI scores)" if total else f"evaluate: {stage}",
+                      file=sys.stderr, flush=True)
 
         result = run_evaluation(opts, progress=progress)
     md = render_markdown(result)

@@ -129,6 +129,7 @@ def test_targets_pass_and_fail_on_the_pooled_means():
     ({"snrs": ()}, ("--snr",)),
     ({"noise": "traffic"}, ("unknown noise 'traffic'",)),
     ({"level_db_spl": 140.0}, ("--level",)),
+    ({"name": "../x"}, ("--name",)),
 ])
 def test_bad_options_are_one_line_errors(kwargs, words):
     with pytest.raises(EvaluateError) as e:
