@@ -49,6 +49,8 @@ APT_PACKAGES=(
   espeak-ng sox libsndfile1 libportaudio2 jackd2
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu qemu-user
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm clang
+  # libFuzzer + ASan/UBSan runtimes for clang 14 (Debian 12's clang): csrc/fuzz, tests/csrc/test_fuzz.py
+  libclang-rt-14-dev
 )
 # ... and what this script, the Makefile and the host cffi build of csrc/ need themselves.
 APT_PACKAGES+=(make gcc libc6-dev)

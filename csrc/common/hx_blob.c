@@ -301,6 +301,54 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
     return HX_OK;
 }
 
+/* True if a's bytes lie inside b's (same region). */
+static int hx_inside(const hx_tinfo *a, const hx_tinfo *b) {
+    return a->region == b->region && b->offset <= a->offset && a->offset + a->bytes <= b->offset + b->bytes;
+}
+
+/* True if the scratch bytes of t were written earlier in the same step: by hx_model_process (the
+ * input tensor) or by one of the first n_before ops (its output tensor contains t; tensors may
+ * alias an earlier output under another id and quantisation). */
+static int hx_defined(const uint8_t *blob, uint32_t table, uint32_t o_table, uint32_t n_before, const hx_tinfo *t,
+                      const hx_tinfo *input, uint64_t state_bytes, uint64_t scratch_bytes) {
+    uint32_t j;
+    hx_tinfo w;
+    if (t->region != HX_REGION_SCRATCH || hx_inside(t, input)) {
+        return 1; /* the state region is defined at all times: init and reset set it */
+    }
+    for (j = n_before; j-- > 0u;) {
+        const uint32_t out = hx_rd_u32(blob + o_table + (size_t)j * HX_BLOB_OP_BYTES + 4u * HXO_OUT);
+        (void)hx_read_tensor(blob, table, out, state_bytes, scratch_bytes, &w); /* checked by hx_check_op */
+        if (hx_inside(t, &w)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Dataflow: every scratch byte an op reads, and the output the step returns, must have been
+ * written earlier in the same step. A read of anything else sees the previous step's bytes: a
+ * hidden state that neither hx_model_reset nor a state snapshot covers, so "reset, then the same
+ * input" would no longer give the same output (found by csrc/fuzz/hx_fuzz_blob.c on a blob with
+ * two ops swapped). Cost: O(n_ops^2) tensor reads in the worst case, bounded by HX_MAX_OPS. */
+static hx_status hx_check_dataflow(const uint8_t *blob, uint32_t table, uint32_t o_table, uint32_t n_ops,
+                                   const hx_tinfo *input, const hx_tinfo *output, uint64_t state_bytes,
+                                   uint64_t scratch_bytes) {
+    uint32_t i, k;
+    hx_tinfo t;
+    for (i = 0; i < n_ops; ++i) {
+        const uint8_t *rec = blob + o_table + (size_t)i * HX_BLOB_OP_BYTES;
+        const uint32_t n_in = hx_rd_u32(rec + 4u * HXO_N_IN);
+        for (k = 0; k < n_in; ++k) {
+            (void)hx_read_tensor(blob, table, hx_rd_u32(rec + 4u * (HXO_IN0 + k)), state_bytes, scratch_bytes, &t);
+            if (!hx_defined(blob, table, o_table, i, &t, input, state_bytes, scratch_bytes)) {
+                return HX_E_MALFORMED;
+            }
+        }
+    }
+    return hx_defined(blob, table, o_table, n_ops, output, input, state_bytes, scratch_bytes) ? HX_OK : HX_E_MALFORMED;
+}
+
 hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layout) {
     uint64_t len, n_tensors, n_ops, t_table, o_table, data_off, data_bytes, state_bytes, scratch_bytes;
     uint64_t param_bytes = 0, total, body;
@@ -390,10 +438,15 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
             return st;
         }
     }
+    st = hx_check_dataflow(blob, (uint32_t)t_table, (uint32_t)o_table, (uint32_t)n_ops, &tin, &tout, state_bytes,
+                           scratch_bytes);
+    if (st != HX_OK) {
+        return st;
+    }
 
     layout->state_bytes = (size_t)state_bytes;
     layout->scratch_bytes = (size_t)scratch_bytes;
-    /* Every term is bounded (regions <= 1 GiB, ops <= 65536, per-op tables <= 2^41), but on a
+    /* Every term is bounded (regions <= 1 GiB, ops <= 4096, per-op tables <= 2^41), but on a
      * 32-bit target the sum can still exceed size_t: check before narrowing. */
     total = HX_ARENA_ALIGN + hx_align_up(state_bytes, HX_ARENA_ALIGN) + hx_align_up(scratch_bytes, HX_ARENA_ALIGN) +
             hx_align_up(param_bytes, HX_ARENA_ALIGN) + n_ops * HX_OP_SLOT_BYTES;

@@ -62,7 +62,9 @@
 
 /* Sanity limits: far above any hearing-aid model, low enough that no product overflows 64 bits. */
 #define HX_MAX_TENSORS 65536u
-#define HX_MAX_OPS 65536u
+/* 4096 ops bound the dataflow check (O(ops^2), hx_blob.c) to milliseconds for any blob; the
+ * exported SEANet step graphs have under a hundred. */
+#define HX_MAX_OPS 4096u
 #define HX_MAX_DIM 16777216u      /* frames, channels, kernel, stride, dilation */
 #define HX_MAX_REGION 0x40000000u /* 1 GiB per arena region */
 

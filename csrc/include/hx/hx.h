@@ -30,7 +30,8 @@ extern "C" {
 
 /* ---- model ------------------------------------------------------------------------------ */
 
-/* Validate a blob (magic, version, lengths, checksum, every size, offset and id) and report the
+/* Validate a blob (magic, version, lengths, checksum, every size, offset and id, and that every op reads
+ * only state or scratch bytes written earlier in the same step) and report the
  * arena bytes hx_model_init needs in *arena_bytes (state + activations + decoded ops + slack).
  * Returns HX_OK, or the first problem found (*arena_bytes is then 0). */
 hx_status hx_model_state_size(const uint8_t *blob, size_t blob_len, size_t *arena_bytes);
