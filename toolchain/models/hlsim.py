@@ -42,6 +42,10 @@ from torch import Tensor, nn
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
+# Floor added to |X|² before the 0.3 power compression: d|X|^0.3/d|X| grows without bound as
+# |X| → 0, and near-silent bins would otherwise dominate the gradient a compensator trains on
+# (a step along it raised the loss). |X| = 1e-4 is ~60 dB below a speech bin at 65 dB SPL.
+POWER_FLOOR = 1e-8
 
 
 class HLSimConfigError(ValueError):
@@ -256,11 +260,17 @@ class HLSim(nn.Module):
             audiogram_db_hl = audiogram_db_hl.unsqueeze(0).expand(x.shape[0], -1)
         spec = self.stft(x)
         power = spec.real ** 2 + spec.imag ** 2
-        mag_in = (power + 1e-18) ** (self.config.compress / 2)
-        pha_in = torch.angle(spec)
-        # Bin level in dB SPL (Hann-window energy normalised), /100: the level MSBG's recruitment uses.
+        mag_in = (power + POWER_FLOOR) ** (self.config.compress / 2)
+        # The phase *feature* carries no gradient: d angle/dX ~ 1/|X| explodes in silent bins. The
+        # phase that reaches the output goes through cos_in / sin_in below, whose gradient is bounded.
+        pha_in = torch.angle(spec).detach()
+        norm = torch.rsqrt(power + POWER_FLOOR)
+        cos_in, sin_in = spec.real * norm, spec.imag * norm
+        # Bin level in dB SPL (Hann-window energy normalised), /100: the level MSBG's recruitment uses;
+        # added to the level of POWER_FLOOR rather than clamped, so its gradient stays bounded too.
         win_energy = float((self.window ** 2).sum())
-        level = self.calibration.power_to_db_spl_tensor(2.0 * power / (win_energy * self.config.n_fft), floor_power=1e-14)
+        to_bin = 2.0 / (win_energy * self.config.n_fft)
+        level = self.calibration.power_to_db_spl_tensor((power + POWER_FLOOR) * to_bin, floor_power=1e-30)
         aud = self.audiogram_encoder(audiogram_db_hl)[:, :, None].expand_as(mag_in)
         feats = torch.stack([mag_in, pha_in, aud, level / 100.0], -1).transpose(1, 2)   # (B, T, F, 4)
         h = self.blocks(self.encoder(feats))
@@ -270,7 +280,6 @@ class HLSim(nn.Module):
         ri = self.phase_decoder(h).transpose(1, 2)                                       # (B, F, T, 2)
         # Parallel phase estimation (real, imaginary heads → atan2) as a rotation of the input phase.
         re, im = ri[..., 0], ri[..., 1]
-        cos_in, sin_in = torch.cos(pha_in), torch.sin(pha_in)
         phase = torch.atan2(sin_in * re + cos_in * im, cos_in * re - sin_in * im)
         wave = self.istft(mag, phase, x.shape[-1])
         cplx = torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], 1)

@@ -72,6 +72,9 @@ class DistilWeights:
     simulator: float = 1.0
     output: float = 1.0
     feature: float = 0.1
+    # Optional warm start of the student from a compensator checkpoint of the same config
+    # (relative paths: toolchain/assets/); "" trains it from the pass-through initialisation.
+    student_init: str = ""
 
 
 SECTIONS = {"simulator": SimulatorRef, "teacher": SEANetConfig, "student": SEANetConfig, "data": DataConfig,
@@ -189,6 +192,17 @@ def train_student(recipe: DistilRecipe, teacher: SEANet, objective: Compensation
                   env: DistEnv, *, steps: int | None, progress: bool, checkpoint: Path | None,
                   resume: bool) -> tuple[SEANet, Any]:
     student = SEANet(recipe.student)
+    if recipe.distil.student_init:
+        from toolchain.models.seanet import load_seanet
+
+        init = Path(recipe.distil.student_init)
+        init = init if init.is_absolute() or init.exists() else ASSETS / init
+        if not init.exists():
+            raise RecipeError(f"[distil] student_init {init} not found")
+        warm = load_seanet(str(init))
+        if warm.config != recipe.student:
+            raise RecipeError(f"[distil] student_init {init} has a different config than [student]")
+        student.load_state_dict(warm.state_dict())
     teacher = teacher.to(env.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -1,0 +1,138 @@
+"""Teacher through the frozen simulator, then teacher -> student distillation; recipe errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import run_toolchain
+from toolchain.models.hlsim import HLSim, HLSimConfig, save_hlsim
+from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet
+from toolchain.train.distil import CompensationObjective, CompLoss, load_distil_recipe, train_distilled
+from toolchain.train.recipe import RecipeError, TrainConfig
+
+SMALL = SEANetConfig(channels=4, max_channels=8, audiogram_hidden=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    sim = HLSim(HLSimConfig(channels=8, blocks=1))
+    path = tmp_path_factory.mktemp("sim") / "sim.pt"
+    save_hlsim(sim.eval(), str(path))
+    return path
+
+
+def _recipe(tmp_path: Path, sim: Path, steps: int = 4, **over: str) -> Path:
+    text = f'''kind = "distil"
+[simulator]
+checkpoint = "{sim}"
+[teacher]
+channels = 8
+max_channels = 16
+audiogram_hidden = 8
+[student]
+channels = 4
+max_channels = 8
+audiogram_hidden = 8
+[data]
+train_examples = 4
+clip_seconds = 0.25
+[teacher_train]
+steps = {steps}
+batch_size = 2
+warmup_steps = 0
+threads = 1
+[student_train]
+steps = {steps}
+batch_size = 2
+warmup_steps = 0
+threads = 1
+'''
+    for k, v in over.items():
+        text = text.replace(k, v)
+    p = tmp_path / "r.toml"
+    p.write_text(text)
+    return p
+
+
+def test_training_through_the_shipped_simulator_lowers_the_loss():
+    """A few steps through the frozen, shipped simulator already move the compensator toward
+    HLSim(C(x), moderate loss) = HLSim(clean, normal)."""
+    from tests.helpers import speech_clip
+    from toolchain.audio.audiogram import Audiogram
+    from toolchain.audio.levels import set_level
+    from toolchain.models.hlsim import load_hlsim
+    from toolchain.train.loop import run_loop
+    from toolchain.train.simulator import DEFAULT_SIMULATOR
+
+    torch.manual_seed(0)
+    objective = CompensationObjective(load_hlsim(str(DEFAULT_SIMULATOR)), CompLoss())
+
+    class Gain(torch.nn.Module):
+        """The simplest compensator: one broadband gain (dB), learned through the simulator."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.log_gain = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, audiogram):
+            return x * torch.exp(self.log_gain)
+
+    model = Gain()
+    clean = torch.as_tensor(np.stack([set_level(speech_clip("train", i, seconds=0.5), 60.0) for i in range(2)]),
+                            dtype=torch.float32)
+    a = torch.as_tensor(np.stack([Audiogram.preset("moderate-sloping").as_array()] * 2), dtype=torch.float32)
+    batch = {"noisy": clean, "clean": clean, "audiogram": a}
+
+    def loss_fn(net, b, rows):
+        y = net(b["noisy"][rows][:, None], b["audiogram"][rows])[:, 0]
+        return objective(y, b["audiogram"][rows], objective.targets(b["clean"][rows]))
+
+    cfg = TrainConfig(steps=12, batch_size=2, lr=5e-2, warmup_steps=0, threads=1)
+    res = run_loop(model, lambda rng, s: batch, loss_fn, cfg, name="t", progress=False)
+    assert np.mean(res.history[-3:]) < 0.9 * res.history[0], res.history
+    assert float(model.log_gain) > 0.2  # a moderate loss is compensated by amplifying, never by attenuating
+    assert all(not p.requires_grad for p in objective.sim.parameters())  # the simulator stayed frozen
+
+
+def test_teacher_and_student_are_trained_and_saved(tmp_path, tiny_sim):
+    recipe = load_distil_recipe(_recipe(tmp_path, tiny_sim, steps=3))
+    out = tmp_path / "student.pt"
+    summary = train_distilled(recipe, out, progress=False)
+    teacher = load_seanet(str(tmp_path / "student_teacher.pt"))
+    student = load_seanet(str(out))
+    assert teacher.config.channels == 8 and student.config.channels == 4
+    assert summary["teacher"]["steps"] == 3 and summary["student"]["steps"] == 3
+    assert (tmp_path / "student.json").exists()
+    assert not list(tmp_path.glob("*.ckpt"))  # checkpoints of finished runs are removed
+    # The student is deployable: it fits to an audiogram and streams.
+    fitted = student.fit(np.full(8, 40.0, np.float32))
+    y = fitted(torch.randn(1, 1, 256) * 0.05)
+    assert torch.all(torch.isfinite(y))
+
+
+def test_recipe_errors_are_one_line(tmp_path, tiny_sim):
+    with pytest.raises(RecipeError, match="strides"):
+        load_distil_recipe(_recipe(tmp_path, tiny_sim, **{"channels = 4\n": "channels = 4\nstrides = [4, 4]\n"}))
+    with pytest.raises(RecipeError, match="unknown key 'chanels'"):
+        load_distil_recipe(_recipe(tmp_path, tiny_sim, **{"channels = 8\n": "chanels = 8\n"}))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('kind = "distil"\n[teacher_train]\nsteps = "many"\n')
+    r = run_toolchain("train", "--recipe", str(bad), timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "steps" in r.stderr, r.stderr
+    r = run_toolchain("train", "--recipe", "no-such-recipe", timeout=120)
+    assert r.returncode == 2 and "recipe file not found" in r.stderr
+    wrong = tmp_path / "w.toml"
+    wrong.write_text('kind = "painting"\n')
+    r = run_toolchain("train", "--recipe", str(wrong), timeout=120)
+    assert r.returncode == 2 and "painting" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_simulator_checkpoint_is_a_clear_error(tmp_path):
+    recipe = load_distil_recipe(_recipe(tmp_path, tmp_path / "nope.pt"))
+    with pytest.raises(RecipeError, match="not found"):
+        train_distilled(recipe, tmp_path / "s.pt", progress=False)
