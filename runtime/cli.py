@@ -177,34 +177,56 @@ def cmd_run(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = 
 
 # --------------------------------------------------------------------------------- stream
 def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
-    from runtime.audio_io import DuplexRunner, check_devices, print_status
-    from runtime.bundle import load_bundle
-    from runtime.engine import Engine
+    """Live duplex audio through a supervised worker process (runtime/live.py): a lost device or a
+    killed audio server is reported on one line, the stream is reopened when the device is back
+    (within --reopen-timeout), and the counters cover the whole session."""
+    import functools
 
-    bundle = load_bundle(args.bundle, trust=trust_from_args(args))
+    from runtime.audio_io import print_status, status_line
+    from runtime.bundle import load_bundle
+    from runtime.live import LiveSupervisor, WorkerConfig
+
+    trust = trust_from_args(args)
+    bundle = load_bundle(args.bundle, trust=trust)
     m = bundle.manifest
     be = make_backend(bundle, args.backend, args.threads, extra)
-    host_block = m.block if args.host_block is None else args.host_block
-    delay = None
-    if args.low_latency:
-        import math
-
-        hb = host_block or m.block
-        delay = m.block - math.gcd(hb, m.block)  # the least that host block sustains
-    # The devices first: a wrong name must be one line, before a backend logs anything.
-    check_devices(m.sample_rate, device=args.device, input_device=args.input_device,
-                  output_device=args.output_device, channels=args.channels)
-    engine = Engine(bundle, be, num_threads=args.threads, stream_delay=delay)
-    runner = DuplexRunner(engine, device=args.device, input_device=args.input_device,
-                          output_device=args.output_device, host_block=host_block, channels=args.channels)
-    s = runner.summary
-    print(f"streaming {m.model} ({m.audiogram['name'] if m.audiogram else 'unfitted'}) through {args.backend}: "
-          f"{m.sample_rate} Hz, host block {host_block or 'any'}, model block {m.block}; "
-          f"latency {s.latency_ms:.2f} ms (I/O {s.io_latency_ms[0]:.2f} + {s.io_latency_ms[1]:.2f}, engine "
-          f"{1000 * engine.stream_delay / m.sample_rate:.2f}; algorithmic {m.algorithmic_latency_ms:.2f}). Ctrl-C stops.",
-          flush=True)
+    factory, kwargs = None, {}
+    if not isinstance(be, str):
+        # The worker builds the backend itself: only an importable factory can cross the process line.
+        f = extra[args.backend] if extra else None
+        fn = f.func if isinstance(f, functools.partial) else f
+        if fn is None or "<locals>" in getattr(fn, "__qualname__", "<locals>"):
+            raise UserError(f"backend {args.backend!r} cannot run in the live audio worker (its factory is not importable)")
+        factory = f"{fn.__module__}:{fn.__qualname__}"
+        kwargs = dict(f.keywords) if isinstance(f, functools.partial) else {}
+    if args.host_block is not None and not 0 <= args.host_block <= 4096:
+        raise UserError(f"--host-block must be 0 (any) or 1..4096 samples, got {args.host_block}")
+    if args.reopen_timeout < 0:
+        raise UserError(f"--reopen-timeout must be >= 0 seconds, got {args.reopen_timeout:g}")
+    cfg = WorkerConfig(bundle=str(bundle.path), backend=args.backend if factory is None else "",
+                       threads=args.threads, device=args.device, input_device=args.input_device,
+                       output_device=args.output_device, host_block=args.host_block, channels=args.channels,
+                       low_latency=args.low_latency, trusted_keys=trust.key_paths(), require_signature=trust.require,
+                       require_reason=trust.require_reason, backend_factory=factory, factory_kwargs=kwargs)
     live = sys.stderr.isatty() and not args.quiet
-    summary = runner.run(args.seconds, on_status=(lambda line: print_status(line)) if live else None)
+
+    def opened(ev: dict[str, Any]) -> None:
+        hb = ev.get("host_block")
+        io = ev.get("io_latency_ms", [0.0, 0.0])
+        print(f"streaming {m.model} ({m.audiogram['name'] if m.audiogram else 'unfitted'}) through {args.backend}: "
+              f"{m.sample_rate} Hz, host block {hb or 'any'}, model block {m.block}; "
+              f"latency {ev.get('latency_ms', 0.0):.2f} ms (I/O {io[0]:.2f} + {io[1]:.2f}, engine "
+              f"{1000 * ev.get('stream_delay', 0) / m.sample_rate:.2f}; algorithmic {m.algorithmic_latency_ms:.2f}). "
+              "Ctrl-C stops.", flush=True)
+
+    def report(line: str) -> None:
+        if live:
+            sys.stderr.write("\n")
+        print(line, file=sys.stderr, flush=True)
+
+    sup = LiveSupervisor(cfg, reopen_timeout=args.reopen_timeout, report=report, on_open=opened,
+                         on_status=(lambda s: print_status(status_line(s.engine, s))) if live else None)
+    summary = sup.run(args.seconds)
     if live:
         sys.stderr.write("\n")
     st = summary.engine
@@ -212,9 +234,9 @@ def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None
           f"late callbacks {summary.late_callbacks}, max callback {summary.max_callback_us:.0f} µs; "
           f"block compute p50 {st.get('recent_p50_us', 0):.0f} µs / p99 {st.get('recent_p99_us', 0):.0f} µs "
           f"(load {100 * st.get('load_p99', 0):.1f} % p99), limiter {st.get('limiter_samples', 0)} samples, "
-          f"non-finite inputs {st.get('nonfinite_inputs', 0)}")
-    if summary.error:
-        raise UserError(f"the stream failed: {summary.error}")
+          f"non-finite inputs {st.get('nonfinite_inputs', 0)}; device losses {summary.device_losses}, reopened "
+          f"{summary.reopens} (down {summary.downtime_s:.1f} s); peak output {summary.peak_output:.3f} "
+          f"(limit {m.output_limit:g})")
     return 0
 
 
@@ -328,6 +350,9 @@ def add_stream_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPar
                    help="smallest engine delay the host block allows (0 when it is a multiple of the model block) "
                         "instead of one model block")
     s.add_argument("--quiet", action="store_true", help="no live status line")
+    s.add_argument("--reopen-timeout", type=float, default=30.0, metavar="S",
+                   help="when the audio device or server goes away, keep trying to reopen it for S seconds "
+                        "(default 30; 0: stop with an error at once)")
     add_trust_arguments(s)
     return s
 

@@ -251,15 +251,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------- run / stream / bench
+def torch_backend(bundle: Any, threads: int, checkpoint: str | None = None) -> Any:
+    """The torch reference backend; module level, so `stream`'s audio worker process can import it."""
+    from toolchain.export.torch_backend import TorchBackend
+
+    return TorchBackend(bundle, checkpoint, num_threads=threads)
+
+
 def _extra_backends(args: argparse.Namespace) -> dict[str, Callable[[Any, int], Any]]:
     """Backends only the toolchain can build: the torch reference (fp32, the exported model's source)."""
+    import functools
 
-    def torch_backend(bundle: Any, threads: int) -> Any:
-        from toolchain.export.torch_backend import TorchBackend
-
-        return TorchBackend(bundle, getattr(args, "checkpoint", None), num_threads=threads)
-
-    return {"torch": torch_backend}
+    return {"torch": functools.partial(torch_backend, checkpoint=getattr(args, "checkpoint", None))}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
