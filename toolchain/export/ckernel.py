@@ -57,7 +57,7 @@ NO_TENSOR = 0xFFFFFFFF
 
 OP_CODES = {"CONV": 1, "PRELU": 2, "ADD": 3, "CONCAT": 4, "COPY": 5}
 OP_NAMES = {v: k for k, v in OP_CODES.items()}
-SUPPORTED_TFLITE_OPS = ("CONV_2D", "PRELU", "ADD", "CONCATENATION", "STRIDED_SLICE", "RESHAPE")
+SUPPORTED_TFLITE_OPS = ("CONV_2D", "PRELU", "LEAKY_RELU", "ADD", "CONCATENATION", "STRIDED_SLICE", "RESHAPE")
 _FUSED = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 #: Which LiteRT build a blob reproduces bit for bit: (CONV_2D rounding, ADD arithmetic). PRELU, CONCAT,
@@ -308,6 +308,27 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
                                                              shift_pos=s1, multiplier_neg=m2, shift_neg=s2,
                                                              alpha_count=int(t_a.data.size)),
                            t_a.data.astype(np.int8).tobytes(), where))
+
+        elif name == "LEAKY_RELU":
+            # LiteRT's int8 LEAKY_RELU is PRELU's arithmetic with the slope folded into the negative
+            # multiplier (LeakyReluPrepare: float32 s_in·alpha / s_out, QuantizeMultiplier; the
+            # reference kernel's MultiplyByQuantizedMultiplier): a PRELU op with one alpha code of 1.
+            if len(ins) != 1:
+                raise BlobError(f"{where}: expected one input")
+            t_in = tensors[ins[0]]
+            _not_const(t_in, where)
+            f_in, c = _flat_shape(t_in)
+            if _flat_shape(t_out) != (f_in, c) or t_out.dtype != 9 or t_in.dtype != 9:
+                raise BlobError(f"{where}: int8 input and output of equal shape required")
+            alpha = float(getattr(o, "alpha", float("nan")))
+            if not alpha >= 0:
+                raise BlobError(f"{where}: negative slope {alpha} is not supported")
+            si, zi = t_in.qparams()
+            so, zo = t_out.qparams()
+            m1, s1, m2, s2 = ref.prelu_multipliers(si, alpha, so)
+            ops.append(_Op("PRELU", [ins[0]], outs[0], dict(input_zp=zi, alpha_zp=0, output_zp=zo, multiplier_pos=m1,
+                                                             shift_pos=s1, multiplier_neg=m2, shift_neg=s2, alpha_count=1),
+                           np.ones(1, np.int8).tobytes(), where))
 
         elif name == "ADD":
             if len(ins) != 2:

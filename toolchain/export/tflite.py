@@ -10,6 +10,7 @@ step function ``y, state' = f(x, state)`` is explicit in the file.
 
 from __future__ import annotations
 
+import copy
 import operator
 import os
 from dataclasses import dataclass
@@ -157,6 +158,59 @@ def run_keras_step(model: keras.Model, x_nwc: np.ndarray, states_nwc: list[np.nd
     return np.asarray(out["y"]), states
 
 
+def tie_state_quantization(model: bytes) -> bytes:
+    """Give every ``state_in_NN`` the quantisation of its ``state_out_NN`` so the state feeds straight back.
+
+    The int8 quantiser already does this (a CONCATENATION's operands share the output scale). The
+    16x8 quantiser instead calibrates each state input on its own and inserts a QUANTIZE
+    (requantise) op in front of the concatenation; a device copying ``state_out`` into
+    ``state_in`` would then misread the state by the ratio of the two scales. Here the state
+    input takes the requantised scale (the concatenation's, which ``state_out`` shares) and the
+    now-identity QUANTIZE is removed. A graph without such ops is returned unchanged.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytes(model), 0)
+    sg = m.subgraphs[0]
+    sig = m.signatureDefs[0]
+
+    def names(items) -> dict[str, int]:
+        return {(x.name.decode() if isinstance(x.name, bytes) else x.name): int(x.tensorIndex) for x in items}
+
+    ins, outs = names(sig.inputs), names(sig.outputs)
+    quantize = {i for i, c in enumerate(m.operatorCodes)
+                if max(int(c.builtinCode), int(c.deprecatedBuiltinCode)) == schema.BuiltinOperator.QUANTIZE}
+
+    def qp(t: int) -> tuple[list[float], list[int]]:
+        q = sg.tensors[t].quantization
+        return ([float(v) for v in q.scale], [int(v) for v in q.zeroPoint]) if q is not None and q.scale is not None else ([], [])
+
+    changed = False
+    for k in sorted(n for n in ins if n.startswith("state_in_")):
+        t_in, t_out = ins[k], outs[k.replace("_in_", "_out_")]
+        if qp(t_in) == qp(t_out):
+            continue
+        requant = [op for op in sg.operators if op.opcodeIndex in quantize and list(op.inputs) == [t_in]]
+        readers = [op for op in sg.operators if t_in in list(op.inputs)]
+        if len(requant) != 1 or len(readers) != 1:
+            raise ValueError(f"{k}: quantised differently from its state output and not through one QUANTIZE op; "
+                             "the state cannot feed straight back")
+        t_rq = int(requant[0].outputs[0])
+        if qp(t_rq) != qp(t_out):
+            raise ValueError(f"{k}: its requantised scale {qp(t_rq)} differs from the state output's {qp(t_out)}")
+        sg.operators.remove(requant[0])
+        for op in sg.operators:
+            op.inputs = [t_in if int(i) == t_rq else int(i) for i in op.inputs]
+        sg.tensors[t_in].quantization = copy.deepcopy(sg.tensors[t_out].quantization)
+        changed = True
+    if not changed:
+        return bytes(model)
+    b = flatbuffers.Builder(len(model) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 @dataclass(frozen=True)
 class TFLiteArtifacts:
     fp32: bytes
@@ -202,4 +256,6 @@ def _convert_saved(saved: str, n_states: int, representative, int16x8: bool) -> 
 
         conv.representative_dataset = gen
         int8 = conv.convert()
+        if int16x8:
+            int8 = tie_state_quantization(int8)
     return TFLiteArtifacts(fp32=fp32, int8=int8)
