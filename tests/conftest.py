@@ -26,3 +26,25 @@ def default_bundle(tmp_path_factory) -> Path:
     r = run_toolchain("export", "--target", "rpi", "--preset", "moderate-sloping", "--out", str(out), "--quiet")
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def leaky_bundle(tmp_path_factory) -> Path:
+    """A randomised leaky-ReLU compensator exported with ``quant="16x8"`` (int8 + 16x8 graphs, C kernel).
+
+    A reduced export (short calibration and test sets) so the 16x8 path, the LEAKY_RELU C kernel and the
+    16x8-vs-int8 comparison share one conversion; the full-size figures are in the README.
+    """
+    from runtime.boards import resolve_target
+    from tests.helpers import randomised_seanet
+    from toolchain.audio.audiogram import Audiogram
+    from toolchain.export.pipeline import ExportOptions, export_bundle
+    from toolchain.models.seanet import SEANetConfig, save_seanet
+
+    tmp = tmp_path_factory.mktemp("leaky")
+    ckpt = tmp / "leaky.pt"
+    save_seanet(randomised_seanet(0, SEANetConfig(activation="leaky_relu")), str(ckpt))
+    opts = ExportOptions(board=resolve_target("rpi"), audiogram=Audiogram.preset("moderate-sloping"),
+                         out_dir=tmp / "bundle", checkpoint=ckpt, quant="16x8", calib_clips=2, calib_blocks=300,
+                         test_clips=1, clip_seconds=1.0, drift_clips=1)
+    return export_bundle(opts).bundle.path

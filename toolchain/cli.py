@@ -119,6 +119,16 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"{out}: cannot write the bundle there ({probe} is not a writable directory)")
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from runtime.boards import resolve_target
 
@@ -140,7 +150,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     opts = ExportOptions(board=board, audiogram=audiogram, out_dir=out, signing_key=signing_key,
                          checkpoint=Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT,
-                         block=args.block, overwrite=args.overwrite)
+                         block=args.block, overwrite=args.overwrite, qat_steps=args.qat_steps, quant=args.quant)
     con = _console()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=con, transient=False, disable=args.quiet) as prog:
@@ -187,10 +197,19 @@ def _print_summary(con: Any, bundle: Any) -> None:
         ("compute", f"{mt.get('macs_per_second', 0) / 1e6:.1f} MMAC per second of audio"),
         ("algorithmic latency", f"{m.algorithmic_latency_samples} samples = {m.algorithmic_latency_ms:.2f} ms (impulse: {mt.get('algorithmic_latency_measured_samples')})"),
         ("int8 vs fp32 SNR", f"{mt.get('int8_vs_fp32_snr_db', float('nan')):.1f} dB (held-out speech)"),
+        ("worst int8 layer", f"{mt['drift_worst_layer']}: {mt['drift_worst_layer_snr_db']} dB vs fp32; largest drop "
+                             f"{mt['drift_largest_drop_layer']} ({mt['drift_largest_drop_db']} dB)"
+         if "drift_worst_layer" in mt else "not measured"),
         ("audiogram", f"{m.audiogram['name']}: {', '.join(f'{v:g}' for v in m.audiogram['thresholds_db_hl'])} dB HL" if m.audiogram else "none"),
         ("block", f"{m.block} samples at {m.sample_rate} Hz"),
         ("output limit", f"{m.output_limit:g} full scale"),
     ]
+    if "qat_steps" in mt:
+        rows.append(("QAT", f"{mt['qat_steps']} steps in {mt['qat_seconds']:.0f} s: int8 SNR {mt['int8_vs_fp32_snr_db_ptq']:.1f} dB "
+                            f"(PTQ) → {mt['int8_vs_fp32_snr_db_qat']:.1f} dB (QAT scales), "
+                            f"{mt['int8_vs_fp32_snr_db_qat_recalibrated']:.1f} dB (recalibrated); shipped: {mt['int8_graph']}"))
+    if "int16x8_vs_fp32_snr_db" in mt:
+        rows.append(("16x8 vs fp32 SNR", f"{mt['int16x8_vs_fp32_snr_db']:.1f} dB (model_16x8.tflite)"))
     if "kernel_arena_bytes" in mt:
         rows.append(("C kernel arena", f"{mt['kernel_arena_bytes']:,} bytes"))
     if "export_seconds" in mt:
@@ -332,6 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     e.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 private key (from toolchain keygen): "
                    "manifest.sig over manifest.json, written before the bundle is moved into place")
+    e.add_argument("--qat-steps", type=_non_negative_int, default=0, metavar="N",
+                   help="quantisation-aware fine-tuning steps before the int8 export (default 0: post-training "
+                   "quantisation only; a few hundred steps take minutes on a CPU); the better int8 graph ships")
+    e.add_argument("--quant", choices=("int8", "16x8"), default="int8",
+                   help="16x8 also writes model_16x8.tflite (int16 activations, int8 weights; needs a model "
+                   "without PReLU, e.g. activation = \"leaky_relu\") and its SNR")
     e.add_argument("--quiet", action="store_true", help="no progress display")
     e.set_defaults(func=cmd_export)
 

@@ -54,6 +54,26 @@ class ExportOptions:
     # ~48 dB, so the level range it is calibrated for decides the SNR at every other level.
     speech_level_db_spl: tuple[float, float] = (60.0, 70.0)
     snr_db: tuple[float, float] = (10.0, 30.0)
+    # Quantisation-aware fine-tuning steps (0: plain post-training quantisation). Explicit rather
+    # than automatic: a few hundred steps cost minutes of CPU, which a fitting session should ask for.
+    qat_steps: int = 0
+    qat_lr: float = 1e-4
+    # "int8" (the deployed graph), or "16x8": also int16-activation / int8-weight model_16x8.tflite
+    quant: str = "int8"
+    drift_clips: int = 2              # held-out clips the per-layer drift report streams
+
+    def __post_init__(self) -> None:
+        if self.quant not in QUANT_MODES:
+            raise ExportError(f"quant {self.quant!r}; expected one of {', '.join(QUANT_MODES)}")
+        if self.qat_steps < 0:
+            raise ExportError(f"qat steps must be >= 0, got {self.qat_steps}")
+        if not self.qat_lr > 0:
+            raise ExportError(f"qat learning rate must be positive, got {self.qat_lr}")
+        if self.drift_clips < 1:
+            raise ExportError(f"drift clips must be >= 1, got {self.drift_clips}")
+
+
+QUANT_MODES = ("int8", "16x8")
 
 
 @dataclass
@@ -125,8 +145,8 @@ def _onnx_graph_spec(model: bytes, file: str) -> dict[str, Any]:
             "states": [{"input": s, "output": s.replace("_in_", "_out_")} for s in states]}
 
 
-def _count_int8_ops(model: bytes) -> dict[str, Any]:
-    """Op histogram and whether every op computes on int8/int32 tensors only."""
+def _count_int8_ops(model: bytes, integer: tuple[str, ...] = ("int8", "int32")) -> dict[str, Any]:
+    """Op histogram and the ops that compute on anything but the ``integer`` tensor types."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_content=model)
@@ -136,9 +156,39 @@ def _count_int8_ops(model: bytes) -> dict[str, Any]:
     for op in it._get_ops_details():
         ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
         used = [dtypes[i] for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
-        if any(t not in ("int8", "int32") for t in used):
+        if any(t not in integer for t in used):
             float_ops.append(op["op_name"])
     return {"ops": ops, "float_ops": float_ops}
+
+
+# 16x8: int16 activations, int8 weights, int32 or int64 bias (CONV_2D), int32 shape operands
+_INT16X8_TYPES = ("int16", "int8", "int32", "int64")
+
+
+def _calibration_reps(graph: StreamingGraph, calib: np.ndarray, block: int, opts: ExportOptions) -> list[list[np.ndarray]]:
+    """Representative ``[x, state_0, ...]`` NHWC samples: random blocks of the calibration clips
+    with the streaming state the model holds there (seeded, so a re-export picks the same blocks)."""
+    reps: list[list[np.ndarray]] = []
+    per_clip = max(1, opts.calib_blocks // len(calib))
+    rng = np.random.default_rng(opts.corpus_seed)
+    for clip in calib:
+        n = len(clip) // block * block
+        starts = sorted(rng.choice(n // block, size=min(per_clip, n // block), replace=False).tolist())
+        xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), block, starts)
+        xs = _nhwc(xb)
+        st = [_nhwc(s) for s in states]
+        reps.extend([[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(starts))])
+    return reps
+
+
+def _check_quant_mode(model: SEANet, quant: str) -> None:
+    """Refuse, before minutes of work, a quantisation the model's layers cannot take."""
+    if quant == "16x8" and model.config.activation == "prelu":
+        raise ExportError("quant 16x8: the model uses PReLU, which LiteRT's 16x8 quantiser refuses (PRELU has no "
+                          "int16 kernel); export a model trained with activation = \"leaky_relu\", or use int8")
+    if model.config.activation == "elu":
+        raise ExportError("the model uses ELU, which TFLite's converter leaves in float (no full-integer graph); "
+                          "export a model trained with activation = \"prelu\" or \"leaky_relu\"")
 
 
 def load_model(checkpoint: Path) -> SEANet:
@@ -170,6 +220,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         model.check_block(block)
     except ValueError as e:
         raise ExportError(str(e)) from None
+    _check_quant_mode(model, opts.quant)
     fitted = model.fit(opts.audiogram.as_array())
     graph: StreamingGraph = fitted.streaming()
 
@@ -178,16 +229,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     test = _corpus("test", opts.test_clips, opts, sr)
 
     progress("collecting calibration states", 0.15)
-    reps: list[list[np.ndarray]] = []
-    per_clip = max(1, opts.calib_blocks // len(calib))
-    rng = np.random.default_rng(opts.corpus_seed)
-    for clip in calib:
-        n = len(clip) // block * block
-        starts = sorted(rng.choice(n // block, size=min(per_clip, n // block), replace=False).tolist())
-        xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), block, starts)
-        xs = _nhwc(xb)
-        st = [_nhwc(s) for s in states]
-        reps.extend([[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(starts))])
+    reps = _calibration_reps(graph, calib, block, opts)
 
     progress("building the Keras step graph", 0.25)
     keras_model = tflite.build_keras_step(graph, block)
@@ -209,16 +251,23 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     if op_check["float_ops"]:
         raise ExportError(f"int8 graph still computes in float in: {sorted(set(op_check['float_ops']))}")
 
+    ref = np.concatenate(ref_test)
+    int8 = art.int8
+    y8 = np.concatenate([stream(LiteRTBackend(int8, num_threads=1), c) for c in test])
+    snr8 = snr_db(ref, y8)
+    qat_metrics: dict[str, Any] = {}
+    if opts.qat_steps:
+        int8, snr8, qat_metrics = _qat_export(fitted, art.int8, snr8, calib, test, ref, block, opts, progress)
+        if int8 is not art.int8:
+            y8 = np.concatenate([stream(LiteRTBackend(int8, num_threads=1), c) for c in test])
+
     progress("exporting ONNX", 0.6)
     onnx_bytes = export_onnx(graph, block)
 
     progress("measuring int8 vs fp32, ONNX, latency", 0.7)
-    int8_backend = LiteRTBackend(art.int8, num_threads=1)
+    int8_backend = LiteRTBackend(int8, num_threads=1)
     fp32_backend = LiteRTBackend(art.fp32, num_threads=1)
     onnx_backend = OnnxBackend(onnx_bytes)
-    y8 = np.concatenate([stream(int8_backend, c) for c in test])
-    ref = np.concatenate(ref_test)
-    snr8 = snr_db(ref, y8)
     # Where the int8 error comes from: the int8 input alone (the ADC-like resolution of the
     # I/O format) versus the graph's internal quantisation (fp32 fed the same int8 samples).
     from runtime.backends.base import dequantize, quantize
@@ -239,16 +288,38 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     if measured != latency:
         raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
 
-    files: dict[str, bytes] = {"model_int8.tflite": art.int8, "model_fp32.tflite": art.fp32, "model.onnx": onnx_bytes}
-    graphs = {"int8": _tflite_graph_spec(art.int8, "model_int8.tflite"),
+    progress("per-layer drift of the int8 graph", 0.8)
+    from toolchain.export.drift import layer_drift
+
+    drift_clips = list(test[: opts.drift_clips])
+    drift = layer_drift(graph, art.fp32, int8, drift_clips, block)
+    extra_sections: dict[str, Any] = {"drift": drift.to_dict()}
+
+    files: dict[str, bytes] = {"model_int8.tflite": int8, "model_fp32.tflite": art.fp32, "model.onnx": onnx_bytes}
+    graphs = {"int8": _tflite_graph_spec(int8, "model_int8.tflite"),
               "fp32": _tflite_graph_spec(art.fp32, "model_fp32.tflite"),
               "onnx": _onnx_graph_spec(onnx_bytes, "model.onnx")}
-    kernel_info = _kernel_files(art.int8, files)
+    kernel_info = _kernel_files(int8, files)
+    int16_metrics: dict[str, Any] = {}
+    if opts.quant == "16x8":
+        progress("converting to 16x8 TFLite (int16 activations, int8 weights)", 0.85)
+        art16 = tflite.convert(keras_model, len(graph.slots), lambda: iter(reps), int16x8=True)
+        check16 = _count_int8_ops(art16.int8, _INT16X8_TYPES)
+        if check16["float_ops"]:
+            raise ExportError(f"16x8 graph still computes in float in: {sorted(set(check16['float_ops']))}")
+        files["model_16x8.tflite"] = art16.int8
+        graphs["int16x8"] = _tflite_graph_spec(art16.int8, "model_16x8.tflite")
+        y16 = np.concatenate([stream(LiteRTBackend(art16.int8, num_threads=1), c) for c in test])
+        drift16 = layer_drift(graph, art.fp32, art16.int8, drift_clips, block)
+        extra_sections["drift_16x8"] = drift16.to_dict()
+        int16_metrics = {"int16x8_vs_fp32_snr_db": round(snr_db(ref, y16), 3), "int16x8_bytes": len(art16.int8),
+                         "int16x8_ops": ",".join(f"{k}:{v}" for k, v in sorted(check16["ops"].items())),
+                         **drift16.metrics("drift_16x8")}
 
     metrics: dict[str, Any] = {
         "parameters": fitted.deployed_parameters(),
         "macs_per_second": fitted.macs_per_second(),
-        "int8_bytes": len(art.int8),
+        "int8_bytes": len(int8),
         "fp32_bytes": len(art.fp32),
         "int8_vs_fp32_snr_db": round(snr8, 3),
         "int8_graph_vs_fp32_same_input_snr_db": round(snr_graph, 3),
@@ -262,6 +333,9 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         "algorithmic_latency_ms": 1000.0 * latency / sr,
         "calibration_blocks": len(reps),
         "int8_ops": ",".join(f"{k}:{v}" for k, v in sorted(op_check["ops"].items())),
+        **drift.metrics(),
+        **qat_metrics,
+        **int16_metrics,
     }
     metrics.update(kernel_info)
     metrics["export_seconds"] = round(time.perf_counter() - t0, 2)
@@ -280,7 +354,8 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         "metrics": metrics,
         "extra": {"model_config": model.config.to_dict(), "checkpoint": Path(opts.checkpoint).name,
                   "board": {"core": board.cpu.core, "cflags": list(board.compiler.cflags),
-                            "latency_budget_ms": board.budget.latency_ms}},
+                            "latency_budget_ms": board.budget.latency_ms},
+                  **extra_sections},
     }
     out = write_bundle(opts.out_dir, fields, files, overwrite=opts.overwrite, signing_key=opts.signing_key)
     progress("done", 1.0)
@@ -288,6 +363,52 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
 
     trust = TrustPolicy(keys=(opts.signing_key.public,)) if opts.signing_key is not None else TrustPolicy()
     return ExportReport(bundle=load_bundle(out, trust=trust), metrics=metrics)
+
+
+def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarray, test: np.ndarray,
+                ref: np.ndarray, block: int, opts: ExportOptions, progress: Progress) -> tuple[bytes, float, dict[str, Any]]:
+    """Fine-tune a copy of the fitted weights through the int8 fake-quant twin, quantise them two ways
+    and ship whichever int8 graph is closest to the fp32 model on the held-out speech:
+
+    ``qat``             the fine-tuned weights quantised into the PTQ graph, its activation scales kept:
+                        exactly what the twin was trained as (:func:`toolchain.train.qat.quantize_into`);
+    ``qat-recalibrated`` a fresh PTQ conversion of the fine-tuned weights with the same calibration audio;
+    ``ptq``             the plain post-training graph, when fine-tuning did not help.
+
+    The reference stays the original float model (the bundle's fp32 graph, ONNX and torch
+    backend): QAT changes how the model is quantised, not what it is meant to compute.
+    Returns ``(int8 graph to ship, its int8-vs-fp32 SNR, metrics)``.
+    """
+    import copy
+
+    from runtime.backends.litert import LiteRTBackend
+    from toolchain.export import tflite
+    from toolchain.train.qat import qat_finetune, quantize_into
+
+    progress(f"quantisation-aware fine-tuning ({opts.qat_steps} steps)", 0.4)
+    tuned = copy.deepcopy(fitted)
+    tuned_graph = tuned.streaming()
+    result = qat_finetune(tuned_graph, ptq_int8, list(calib), opts.qat_steps, lr=opts.qat_lr, seed=opts.corpus_seed,
+                          progress=lambda k, db: progress(f"quantisation-aware fine-tuning (step {k}/{opts.qat_steps}, "
+                                                          f"fake-quant SNR {db:.1f} dB)", 0.4 + 0.15 * k / opts.qat_steps))
+    progress("re-quantising the fine-tuned weights", 0.55)
+    tuned_graph = tuned.eval().streaming()
+    reps = _calibration_reps(tuned_graph, calib, block, opts)
+    recal = tflite.convert(tflite.build_keras_step(tuned_graph, block), len(tuned_graph.slots), lambda: iter(reps)).int8
+    candidates = {"qat": quantize_into(ptq_int8, tuned_graph), "qat-recalibrated": recal}
+    snrs = {"ptq": ptq_snr}
+    for name, model in candidates.items():
+        check = _count_int8_ops(model)
+        if check["float_ops"]:
+            raise ExportError(f"{name} int8 graph computes in float in: {sorted(set(check['float_ops']))}")
+        snrs[name] = snr_db(ref, np.concatenate([stream(LiteRTBackend(model, num_threads=1), c) for c in test]))
+    best = max(snrs, key=snrs.get)
+    metrics = {"qat_steps": opts.qat_steps, "qat_lr": opts.qat_lr, "qat_seconds": round(result.wall_time_s, 1),
+               "int8_vs_fp32_snr_db_ptq": round(ptq_snr, 3), "int8_vs_fp32_snr_db_qat": round(snrs["qat"], 3),
+               "int8_vs_fp32_snr_db_qat_recalibrated": round(snrs["qat-recalibrated"], 3),
+               "qat_fake_quant_snr_db_first": round(result.initial_loss_db, 3),
+               "qat_fake_quant_snr_db_last": round(result.final_loss_db, 3), "int8_graph": best}
+    return candidates.get(best, ptq_int8), snrs[best], metrics
 
 
 def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:

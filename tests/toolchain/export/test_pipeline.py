@@ -100,3 +100,32 @@ def test_inspect_prints_the_manifest(default_bundle):
     assert r.returncode == 0, r.stderr
     for word in ("rpi4", "state_in_00", "int8_vs_fp32_snr_db", "model_int8.tflite", "moderate-sloping"):
         assert word in r.stdout
+
+
+def test_16x8_bundle_lists_its_graph_and_figures(leaky_bundle):
+    d = json.loads((leaky_bundle / "manifest.json").read_text())
+    assert d["graphs"]["int16x8"]["file"] == "model_16x8.tflite" and "model_16x8.tflite" in d["files"]
+    assert d["graphs"]["int8"]["file"] == "model_int8.tflite"       # the int8 graph still ships beside it
+    mt = d["metrics"]
+    assert "LEAKY_RELU" in mt["int8_ops"] and "LEAKY_RELU" in mt["int16x8_ops"]
+    assert d["extra"]["drift_16x8"]["quant_dtype"] == "int16"
+    assert mt["drift_16x8_worst_layer_snr_db"] > mt["drift_worst_layer_snr_db"]
+    assert "kernel/model.hxb" in d["files"]                         # LEAKY_RELU runs in the C kernel too
+
+
+def test_16x8_of_a_prelu_model_is_refused_in_one_line(tmp_path, capsys):
+    from toolchain.cli import main
+
+    assert main(["export", "--target", "rpi", "--quant", "16x8", "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PReLU" in err and "16x8" in err and "leaky_relu" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_negative_qat_steps_are_refused_in_one_line(tmp_path, capsys):
+    from toolchain.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--target", "rpi", "--qat-steps", "-3", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "-3" in err
