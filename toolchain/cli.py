@@ -62,6 +62,11 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
         from toolchain.verify.report import VerifyError
 
         errs.append(VerifyError)
+    if command == "train":
+        from toolchain.models.hlsim import HLSimConfigError
+        from toolchain.train.recipe import RecipeError
+
+        errs += [RecipeError, HLSimConfigError]
     if command in (None, "export") or "torch" in sys.modules:
         try:
             from toolchain.export.pipeline import ExportError
@@ -395,6 +400,16 @@ def build_parser() -> argparse.ArgumentParser:
     bn = add_bench_parser(sub, names)
     bn.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
     bn.set_defaults(func=cmd_bench)
+
+    from toolchain.train.cli import add_train_arguments, train_main
+
+    tr = sub.add_parser("train", help="train a simulator, a compensator, or a teacher -> student pair from a recipe",
+                        description="Run a TOML recipe (toolchain/train/recipes/): kind 'simulator' trains the Neuro-MSBG-"
+                        "style hearing-loss simulator against pyclarity MSBG; kind 'distil' trains a teacher through the "
+                        "frozen simulator and distils the deployable student; the default recipe regenerates the shipped "
+                        "compensator. CUDA when present; multi-GPU with `torchrun --nproc_per_node N -m toolchain.train`.")
+    add_train_arguments(tr)
+    tr.set_defaults(func=train_main)
 
     from toolchain.verify.report import add_verify_arguments, verify_main
 
