@@ -318,7 +318,10 @@ static int hx_defined(const uint8_t *blob, uint32_t table, uint32_t o_table, uin
     }
     for (j = n_before; j-- > 0u;) {
         const uint32_t out = hx_rd_u32(blob + o_table + (size_t)j * HX_BLOB_OP_BYTES + 4u * HXO_OUT);
-        (void)hx_read_tensor(blob, table, out, state_bytes, scratch_bytes, &w); /* checked by hx_check_op */
+        /* Checked by hx_check_op already; a failure here still counts as "not written". */
+        if (hx_read_tensor(blob, table, out, state_bytes, scratch_bytes, &w) != HX_OK) {
+            continue;
+        }
         if (hx_inside(t, &w)) {
             return 1;
         }
@@ -340,7 +343,9 @@ static hx_status hx_check_dataflow(const uint8_t *blob, uint32_t table, uint32_t
         const uint8_t *rec = blob + o_table + (size_t)i * HX_BLOB_OP_BYTES;
         const uint32_t n_in = hx_rd_u32(rec + 4u * HXO_N_IN);
         for (k = 0; k < n_in; ++k) {
-            (void)hx_read_tensor(blob, table, hx_rd_u32(rec + 4u * (HXO_IN0 + k)), state_bytes, scratch_bytes, &t);
+            if (hx_read_tensor(blob, table, hx_rd_u32(rec + 4u * (HXO_IN0 + k)), state_bytes, scratch_bytes, &t) != HX_OK) {
+                return HX_E_MALFORMED;
+            }
             if (!hx_defined(blob, table, o_table, i, &t, input, state_bytes, scratch_bytes)) {
                 return HX_E_MALFORMED;
             }
