@@ -259,10 +259,15 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 
 class _Scorer:
-    """HASPI v2 with a memo: identical outputs (e.g. a teacher that is the student) are scored once."""
+    """HASPI v2 with a memo: identical outputs (e.g. a teacher that is the student) are scored once.
 
-    def __init__(self, haspi_v2: Any, sample_rate: int, level1: float) -> None:
+    HASPI's internal threshold noise is seeded per example (the same for every system and audiogram
+    on it: common random numbers, so differences between systems are not noise draws).
+    """
+
+    def __init__(self, haspi_v2: Any, sample_rate: int, level1: float, seed: int) -> None:
         self.haspi_v2, self.sample_rate, self.level1 = haspi_v2, int(sample_rate), float(level1)
+        self.seed = int(seed)
         self._memo: dict[tuple[Any, ...], float] = {}
         self.computed = 0
 
@@ -274,7 +279,7 @@ class _Scorer:
                hashlib.sha256(np.ascontiguousarray(processed, np.float32).tobytes()).hexdigest())
         if key not in self._memo:
             self._memo[key] = haspi_score(self.haspi_v2, reference, processed, self.sample_rate, thresholds,
-                                          AUDIOGRAM_FREQS_HZ, self.level1)
+                                          AUDIOGRAM_FREQS_HZ, self.level1, seed=self.seed * 1_000_003 + ref_id)
             self.computed += 1
         return self._memo[key]
 
@@ -435,7 +440,7 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
     clean, inputs = make_audio(opts, sr)
     systems = [s for s in SYSTEMS if s != "teacher-fp32" or teacher is not None]
     total = len(opts.presets) * len(conditions) * len(clean) * len(systems)
-    scorer = _Scorer(haspi_v2, sr, haspi_level1(DEFAULT_CALIBRATION))
+    scorer = _Scorer(haspi_v2, sr, haspi_level1(DEFAULT_CALIBRATION), opts.seed)
     with _one_torch_thread():
         rows, int8_info, done = _score_all(opts, student, teacher, bundles, audiograms, conditions, clean, inputs,
                                            systems, scorer, NALR, progress, total)
@@ -474,7 +479,8 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
         "haspi_scores_reused": done - scorer.computed,
         "notes": [
             "HASPI v2 (pyclarity): reference = clean speech at the speech level into a normal ear; processed = each "
-            "system's output through the audiogram; level1 = dB SPL of RMS 1.0 from toolchain.audio.levels.",
+            "system's output through the audiogram; level1 = dB SPL of RMS 1.0 from toolchain.audio.levels. "
+            "HASPI's internal threshold noise is seeded per example (the same draw for every system on it).",
             "Every output passes the device output limiter (runtime.engine.Limiter at the bundle's output_limit): "
             "inside the Engine for student int8, applied after the fact to the other systems.",
             f"NAL-R: pyclarity NALR, {NALR_TAPS + 1}-tap linear-phase FIR, its {NALR_TAPS // 2}-sample delay removed.",

@@ -15,7 +15,8 @@ stand-ins.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -75,13 +76,36 @@ def nalr_process(NALR: Any, x: np.ndarray, sample_rate: int, thresholds: Sequenc
     return y[d:d + len(x)].astype(np.float32)
 
 
+@contextmanager
+def _numpy_global_seed(seed: int | None) -> Iterator[None]:
+    """Seed numpy's global generator for the block and put its previous state back afterwards."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    np.random.seed(int(seed) % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sample_rate: int,
-                thresholds: Sequence[float], freqs: Sequence[float], level1: float) -> float:
+                thresholds: Sequence[float], freqs: Sequence[float], level1: float, *, seed: int | None = None) -> float:
     """HASPI v2 of ``processed`` against the clean ``reference`` for the audiogram (pyclarity's API, old or new).
 
     HASPI runs the reference through a normal-hearing ear model and ``processed`` through the
     impaired one, so ``reference`` is the unamplified clean speech at its presentation level.
+    Its ear model adds threshold noise from numpy's *global* generator (scores of the same pair
+    differed by up to 0.016 between runs); with ``seed`` that generator is seeded for the call
+    and restored after, so the score is reproducible and independent of call order.
     """
+    with _numpy_global_seed(seed):
+        return _haspi_score(haspi_v2, reference, processed, sample_rate, thresholds, freqs, level1)
+
+
+def _haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sample_rate: int,
+                 thresholds: Sequence[float], freqs: Sequence[float], level1: float) -> float:
     params = list(inspect.signature(haspi_v2).parameters)
     if "audiogram" in params:
         score, _ = haspi_v2(reference=np.asarray(reference, np.float64), reference_sample_rate=sample_rate,
@@ -96,13 +120,16 @@ def haspi_score(haspi_v2: Any, reference: np.ndarray, processed: np.ndarray, sam
 
 
 def haspi(reference: np.ndarray, processed: np.ndarray, sample_rate: int, thresholds: Sequence[float],
-          calibration: LevelCalibration = DEFAULT_CALIBRATION) -> float:
-    """HASPI v2 with pyclarity and the project's calibration; raises RuntimeError when pyclarity is missing."""
+          calibration: LevelCalibration = DEFAULT_CALIBRATION, *, seed: int | None = 0) -> float:
+    """HASPI v2 with pyclarity and the project's calibration (seeded: see :func:`haspi_score`).
+
+    Raises RuntimeError when pyclarity is missing.
+    """
     haspi_v2, _, why = clarity_tools()
     if haspi_v2 is None:
         raise RuntimeError(f"HASPI v2 needs pyclarity ({why})")
     return haspi_score(haspi_v2, reference, processed, sample_rate, thresholds, AUDIOGRAM_FREQS_HZ,
-                       haspi_level1(calibration))
+                       haspi_level1(calibration), seed=seed)
 
 
 def align(reference: np.ndarray, processed: np.ndarray, max_lag: int) -> tuple[np.ndarray, int]:
