@@ -353,8 +353,9 @@ def _haspi_section(haspi_v2: Any, why: str | None, audiogram: Mapping[str, Any] 
     level1 = haspi_level1()
     scores: dict[str, Any] = {}
     for name, clips in conditions.items():
-        vals = [haspi_score(haspi_v2, x, y, fs, audiogram["thresholds_db_hl"], audiogram["frequencies_hz"], level1)
-                for x, y in zip(clean, clips)]
+        # Seeded per clip (HASPI's threshold noise), so a re-run of the report gives the same scores.
+        vals = [haspi_score(haspi_v2, x, y, fs, audiogram["thresholds_db_hl"], audiogram["frequencies_hz"], level1,
+                            seed=k) for k, (x, y) in enumerate(zip(clean, clips))]
         scores[name] = {"mean": float(np.mean(vals)), "per_clip": vals}
     return {"status": "ok", "level1_db_spl": level1, "audiogram": audiogram.get("name"), "scores": scores,
             "what": "HASPI v2 (pyclarity) of each condition against the clean speech, for the bundle's audiogram"}
