@@ -30,10 +30,11 @@ def default_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def leaky_bundle(tmp_path_factory) -> Path:
-    """A randomised leaky-ReLU compensator exported with ``quant="16x8"`` (int8 + 16x8 graphs, C kernel).
+    """A randomised leaky-ReLU compensator exported with ``quant="16x8"`` and 2 QAT steps (int8 + 16x8
+    graphs, C kernel).
 
-    A reduced export (short calibration and test sets) so the 16x8 path, the LEAKY_RELU C kernel and the
-    16x8-vs-int8 comparison share one conversion; the full-size figures are in the README.
+    A reduced export (short calibration and test sets) so the 16x8 path, the QAT path, the LEAKY_RELU
+    C kernel and the 16x8-vs-int8 comparison share one run; the full-size figures are in the README.
     """
     from runtime.boards import resolve_target
     from tests.helpers import randomised_seanet
@@ -46,5 +47,5 @@ def leaky_bundle(tmp_path_factory) -> Path:
     save_seanet(randomised_seanet(0, SEANetConfig(activation="leaky_relu")), str(ckpt))
     opts = ExportOptions(board=resolve_target("rpi"), audiogram=Audiogram.preset("moderate-sloping"),
                          out_dir=tmp / "bundle", checkpoint=ckpt, quant="16x8", calib_clips=2, calib_blocks=300,
-                         test_clips=1, clip_seconds=1.0, drift_clips=1)
+                         test_clips=1, clip_seconds=1.0, drift_clips=1, qat_steps=2)
     return export_bundle(opts).bundle.path

@@ -218,11 +218,14 @@ class TFLiteArtifacts:
 
 
 def convert(model: keras.Model, n_states: int,
-            representative: Callable[[], Iterable[list[np.ndarray]]] | None, *, int16x8: bool = False) -> TFLiteArtifacts:
+            representative: Callable[[], Iterable[list[np.ndarray]]] | None, *, int16x8: bool = False,
+            fp32: bool = True) -> TFLiteArtifacts:
     """fp32 TFLite, and full-integer int8 (int8 I/O, int8 activations, int8 weights, int32 bias).
 
     ``representative`` yields ``[x, state_0, ...]`` NHWC float arrays from real streaming, so
-    state inputs get the quantisation ranges they will see on the device.
+    state inputs get the quantisation ranges they will see on the device. ``int16x8``: int16
+    activations and I/O with int8 weights instead. ``fp32=False`` skips the float conversion
+    (``fp32`` is then empty) when only a quantised graph is wanted.
     """
     import tempfile
 
@@ -230,12 +233,11 @@ def convert(model: keras.Model, n_states: int,
     # (a bare concrete function keeps them as resource variables the calibrator cannot read).
     with tempfile.TemporaryDirectory() as tmp:
         model.export(tmp, format="tf_saved_model", verbose=False)
-        return _convert_saved(tmp, n_states, representative, int16x8)
+        return _convert_saved(tmp, n_states, representative, int16x8, fp32)
 
 
-def _convert_saved(saved: str, n_states: int, representative, int16x8: bool) -> TFLiteArtifacts:
-    conv = tf.lite.TFLiteConverter.from_saved_model(saved)
-    fp32 = conv.convert()
+def _convert_saved(saved: str, n_states: int, representative, int16x8: bool, want_fp32: bool) -> TFLiteArtifacts:
+    fp32 = tf.lite.TFLiteConverter.from_saved_model(saved).convert() if want_fp32 else b""
     int8 = b""
     if representative is not None:
         conv = tf.lite.TFLiteConverter.from_saved_model(saved)

@@ -129,3 +129,12 @@ def test_negative_qat_steps_are_refused_in_one_line(tmp_path, capsys):
         main(["export", "--target", "rpi", "--qat-steps", "-3", "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "-3" in err
+
+
+def test_qat_export_ships_the_best_int8_graph(leaky_bundle):
+    mt = load_bundle(leaky_bundle).manifest.metrics
+    snrs = {"ptq": mt["int8_vs_fp32_snr_db_ptq"], "qat": mt["int8_vs_fp32_snr_db_qat"],
+            "qat-recalibrated": mt["int8_vs_fp32_snr_db_qat_recalibrated"]}
+    assert mt["qat_steps"] == 2 and mt["qat_seconds"] > 0
+    assert mt["int8_graph"] == max(snrs, key=snrs.get)
+    assert mt["int8_vs_fp32_snr_db"] == snrs[mt["int8_graph"]]
