@@ -446,8 +446,8 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
     After fine-tuning through the twin, this is the graph the twin computed during training, bit
     for bit on LiteRT's builtin kernels: conv filters and biases (and PReLU slopes) are quantised
     with the scheme in the module docstring, while the activation scales and zero points stay the
-    ones the twin was trained with (a re-calibration would move them). Each rewritten constant gets
-    a buffer of its own, so constants the converter had de-duplicated are never changed together.
+    ones the twin was trained with (a re-calibration would move them). A constant whose buffer the
+    converter had shared with another gets a buffer of its own, so the two never change together.
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
@@ -456,15 +456,22 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
     details = tensor_details(it)
     m = schema.ModelT.InitFromPackedBuf(bytes(int8_tflite), 0)
     tensors = m.subgraphs[0].tensors
+    users: dict[int, int] = {}
+    for t in tensors:
+        users[t.buffer] = users.get(t.buffer, 0) + 1
+    for meta in m.metadata or []:
+        users[meta.buffer] = users.get(meta.buffer, 0) + 1
 
     def put(index: int, data: np.ndarray, scales: Sequence[float]) -> None:
         t = tensors[index]
         if tuple(t.shape) != data.shape:
             raise QATError(f"tensor {details[index]['name']!r}: shape {list(t.shape)} in the .tflite, {list(data.shape)} from torch")
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
-        m.buffers.append(buf)
-        t.buffer = len(m.buffers) - 1
+        if users.get(t.buffer, 0) > 1:        # shared with another constant: that one keeps the old bytes
+            users[t.buffer] -= 1
+            m.buffers.append(schema.BufferT())
+            t.buffer = len(m.buffers) - 1
+            users[t.buffer] = 1
+        m.buffers[t.buffer].data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
         t.quantization.scale = [float(v) for v in scales]
         t.quantization.zeroPoint = [0] * len(scales)
 

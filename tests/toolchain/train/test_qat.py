@@ -197,7 +197,9 @@ def test_quantize_into_reproduces_the_converter_and_the_twin(bundle_case, one_th
         return np.concatenate([be.process_raw(xq[i:i + 16]) for i in range(0, len(x), 16)]).astype(np.int64)
 
     m = _fitted(audiogram, torch.float32)
-    assert np.array_equal(run(qat.quantize_into(int8, m.streaming())), run(int8))
+    same = qat.quantize_into(int8, m.streaming())
+    assert np.array_equal(run(same), run(int8))
+    assert len(same) <= len(int8) + 64                    # buffers rewritten in place, not appended
     torch.manual_seed(0)
     with torch.no_grad():                                   # a stand-in for fine-tuned weights
         for p in m.parameters():
@@ -209,3 +211,20 @@ def test_quantize_into_reproduces_the_converter_and_the_twin(bundle_case, one_th
     assert np.array_equal(y, run(tuned))
     assert not np.array_equal(y, run(int8))
     tflite_to_blob(tuned)                                  # the C kernel takes it too
+
+
+@pytest.mark.parametrize("slope", [0.2, 0.0])
+def test_leaky_relu_twin_is_tflite_arithmetic(slope):
+    """LeakyReLU's forward values: PRELU arithmetic with one alpha code of 1 and the slope in the
+    multiplier (the C-kernel tests show this equals LiteRT's LEAKY_RELU bit for bit)."""
+    from torch import nn
+
+    qi, qo = qat.QParams(0.013, -20), qat.QParams(0.011, -70)
+    act = qat.FakeQuantActivation(nn.LeakyReLU(slope), qi, qo)
+    codes = np.arange(-128, 128).reshape(1, 1, -1)
+    y = act(torch.from_numpy((codes - qi.zero_point) * qi.scale))
+    got = np.round(y.numpy() / qo.scale).astype(np.int64) + qo.zero_point
+    m1, s1, m2, s2 = numpy_ref.prelu_multipliers(qi.scale, slope, qo.scale)
+    want = numpy_ref.prelu_s8(codes.reshape(-1, 1), np.ones(1, np.int8), input_zp=qi.zero_point, alpha_zp=0,
+                              output_zp=qo.zero_point, multiplier_pos=m1, shift_pos=s1, multiplier_neg=m2, shift_neg=s2)
+    assert np.array_equal(got.ravel(), want.ravel().astype(np.int64))
