@@ -8,6 +8,8 @@ counter are all caught.
 
 from __future__ import annotations
 
+import mmap
+
 import json
 import os
 import subprocess
@@ -140,11 +142,18 @@ def test_soak_catches_a_leak(default_bundle, monkeypatch):
     hoard = []
 
     def leaking(self, x):
-        hoard.append(np.ones(int(len(x) * 200_000 / 16000) // 8 + 1, np.float64))  # touched, so resident
+        # mmap'd and written, so every byte is new resident memory: a malloc'd array could reuse
+        # heap pages that earlier tests in the same process freed, and RSS would not grow.
+        n = int(len(x) * 200_000 / 16000) + 1
+        m = mmap.mmap(-1, n)
+        m.write(b"\x01" * n)
+        hoard.append(m)
         return real(self, x)
 
     monkeypatch.setattr(Engine, "stream", leaking)
     r = soak(default_bundle, "ckernel", seconds=12, segment_seconds=1, warmup_seconds=2)
     assert r.identical_to_offline
     assert r.rss_growth_kb > RSS_GROWTH_LIMIT_KB and not r.ok
+    for m in hoard:
+        m.close()
     hoard.clear()
