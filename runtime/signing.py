@@ -53,6 +53,7 @@ __all__ = [
     "key_id",
     "load_public_key",
     "load_trusted_keys",
+    "policy_from_sources",
     "signature_file_bytes",
     "verify_manifest_signature",
 ]
@@ -190,6 +191,7 @@ class TrustPolicy:
                            require_reason=", ".join(reasons))
 
     def describe(self) -> str:
+        """One line: the trusted key ids and whether a signature is required."""
         ids = ", ".join(k.key_id for k in self.keys) or "none"
         return f"trusted keys: {ids}; signature {'required' if self.require else 'optional'}"
 

@@ -131,6 +131,7 @@ class WindowHasher:
         self._hashed = 0
 
     def update(self, y: np.ndarray) -> None:
+        """Hash the next chunk of the stream (any length)."""
         y = np.ascontiguousarray(y, np.float32)
         if self.skip:
             k = min(self.skip, len(y))
@@ -159,6 +160,7 @@ class WindowHasher:
 
     @property
     def samples(self) -> int:
+        """Samples hashed so far (after the skip)."""
         return self._hashed
 
 
@@ -205,6 +207,7 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
+        """Every target met: identical to offline, counters consistent, within the limit, RSS bound."""
         return (self.identical_to_offline and not self.counter_problems and self.peak_output <= self.output_limit
                 and self.nonfinite_output_samples == 0 and self.rss_growth_kb <= self.rss_limit_kb)
 
@@ -214,6 +217,7 @@ class SoakResult:
         return int(RSS_GROWTH_LIMIT_KB * max(1.0, self.audio_seconds / 3600.0))
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready figures, with the derived ones (speed, ok, limit, hours)."""
         d = {k: v for k, v in self.__dict__.items()}
         d["rss_kb"] = [list(p) for p in self.rss_kb]
         d.update(speed_x_realtime=self.speed, ok=self.ok, rss_limit_kb=self.rss_limit_kb,
