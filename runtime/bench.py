@@ -248,6 +248,14 @@ class JackServer:
     read with timestamps, so xruns can be counted for a time window. :meth:`stop` (also on
     ``with`` exit, and at interpreter exit) terminates the process group it started, SIGKILL
     after a timeout, and removes the server's files under /dev/shm.
+
+    A server that died from a signal (killed to simulate a lost device, or crashed) never
+    deregistered from JACK's server registry, which has 8 slots per machine and frees a dead
+    server's slot only for a server of the same name: :meth:`stop` then starts and cleanly stops
+    one such server (:meth:`release_registry_slot`), or after eight kills no JACK server could
+    start on the machine any more. ``stop(reclaim=False)`` leaves that to the caller (a test that
+    restarts the server under its name, which reclaims the slot too, and must not have a stand-in
+    server appear while the "device" is meant to be gone).
     """
 
     def __init__(self, sample_rate: int, period: int, *, name: str | None = None, realtime: bool = True,
@@ -334,7 +342,7 @@ class JackServer:
     def disconnect(self, src: str, dst: str) -> None:
         self._tool("jack_disconnect", src, dst)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, reclaim: bool = True) -> None:
         p = self.proc
         if p is None:
             return
@@ -355,15 +363,29 @@ class JackServer:
                 p.wait(timeout)
         for t in self._readers:
             t.join(1.0)
+        self._died_by_signal = p.returncode is not None and p.returncode < 0
+        if self._died_by_signal and reclaim and not getattr(self, "_reclaiming", False):
+            self.release_registry_slot()
         # What a killed server leaves behind: its directory and semaphores, all named after it.
         shm = Path("/dev/shm")
         if (shm / f"jack-{os.getuid()}" / self.name).is_dir():
             shutil.rmtree(shm / f"jack-{os.getuid()}" / self.name, ignore_errors=True)
-        for sem in shm.glob(f"jack_sem.{os.getuid()}_{self.name}_*"):
+        for sem in [*shm.glob(f"jack_sem.{os.getuid()}_{self.name}_*"), *shm.glob(f"jack_{self.name}_*")]:
             try:
                 sem.unlink()
             except OSError:
                 pass
+
+    def release_registry_slot(self) -> None:
+        """Free the registry slot of this (dead) server's name: start and cleanly stop a namesake."""
+        ghost = JackServer(self.sample_rate, self.period, name=self.name, realtime=False, jackd=self.jackd,
+                           start_timeout=10.0)
+        ghost._reclaiming = True
+        try:
+            ghost.start()
+        except BenchError:
+            return  # a namesake is running again (a restart beat us to it): it owns the slot now
+        ghost.stop()
 
     def __enter__(self) -> "JackServer":
         return self.start()

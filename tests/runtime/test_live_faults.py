@@ -33,10 +33,13 @@ def _env(server: JackServer) -> dict[str, str]:
 
 
 def _kill(server: JackServer) -> None:
-    """What an unplugged device or a crashed server looks like to a client: the server just vanishes."""
+    """What an unplugged device or a crashed server looks like to a client: the server just vanishes.
+
+    Its JACK registry slot stays taken until a server of the same name starts: the tests restart
+    it (which frees the slot) or call release_registry_slot() once the stream no longer looks."""
     assert server.proc is not None
     os.killpg(server.proc.pid, signal.SIGKILL)
-    server.stop()
+    server.stop(reclaim=False)
 
 
 def _wait_for(pred, timeout: float, what: str) -> None:
@@ -70,7 +73,10 @@ def test_stream_reports_a_killed_server_reopens_and_keeps_counting(default_bundl
             p.wait()
         if restarted is not None:
             restarted.stop()
-        server.stop()
+        else:  # failed between the kill and the restart: free the dead server's registry slot
+            server.stop()
+            if getattr(server, "_died_by_signal", False):
+                server.release_registry_slot()
     assert p.returncode == 0, err[-3000:]
     reports = err.strip().splitlines()
     assert len(reports) == 2 and "Traceback" not in err, err
@@ -119,6 +125,8 @@ def test_output_stays_under_the_limit_through_an_xrun_storm_and_two_restarts(def
     finally:
         for s in servers:
             s.stop()
+        if getattr(servers[-1], "_died_by_signal", False):  # failed before a restart
+            servers[-1].release_registry_slot()
     s = result["s"]
     print(f"{s.seconds:.1f} s, {s.callbacks} callbacks, xruns {s.xruns}, losses {s.device_losses}, reopens {s.reopens}, "
           f"down {s.downtime_s:.1f} s, peak {s.peak_output:.4f}, limiter {s.engine['limiter_samples']} samples; {reports}")
@@ -155,6 +163,7 @@ def test_a_device_that_never_comes_back_is_a_one_line_error(default_bundle):
             p.kill()
             p.wait()
         server.stop()
+        server.release_registry_slot()
     assert p.returncode == 2, (out, err)
     lines = err.strip().splitlines()
     assert "Traceback" not in err and len(lines) == 2, err
@@ -183,3 +192,17 @@ def test_counters_add_up_across_workers():
     assert s.peak_output == 0.2
     sup._retire(ev(60, 1, 250.0, 60, 0, 0.3, 90.0))
     assert (s.callbacks, s.xruns, s.engine["blocks"], s.peak_output) == (210, 4, 210, 0.3)
+
+
+@pytest.mark.timeout(240)
+def test_killed_servers_do_not_use_up_jacks_server_registry():
+    """JACK's registry has 8 server slots per machine and a SIGKILLed server never frees its own;
+    JackServer.stop reclaims it, so killing more than 8 servers (as these tests do) leaves the
+    machine able to start a server."""
+    for _ in range(9):
+        s = JackServer(16000, 16, realtime=False).start()
+        os.killpg(s.proc.pid, signal.SIGKILL)
+        s.stop()  # reclaims the slot
+        assert not list(Path("/dev/shm").glob(f"jack_{s.name}_*"))
+    with JackServer(16000, 16, realtime=False) as s:
+        assert "system:capture_1" in s.ports()
