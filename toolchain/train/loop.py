@@ -115,6 +115,7 @@ class LoopResult:
     history: list[float] = field(default_factory=list)
     train_time_s: float = 0.0
     resumed_from: int = 0
+    skipped_steps: list[int] = field(default_factory=list)   # steps whose gradient was not finite
 
     @property
     def final_loss(self) -> float:
@@ -123,12 +124,13 @@ class LoopResult:
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
-                     rng: np.random.Generator, history: list[float]) -> None:
+                     rng: np.random.Generator, history: list[float], skipped: list[int]) -> None:
     from runtime.atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"step": step, "model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
-               "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history}
+               "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
+               "skipped": skipped}
     with atomic_write(path) as fh:
         torch.save(payload, fh)
 
@@ -136,11 +138,17 @@ def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, s
 def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainConfig, *, name: str,
              env: DistEnv | None = None, steps: int | None = None, checkpoint: Path | None = None,
              checkpoint_every: int = 200, resume: bool = False, progress: bool = True,
-             params: list[nn.Parameter] | None = None) -> LoopResult:
+             params: list[nn.Parameter] | None = None, max_consecutive_skips: int = 10) -> LoopResult:
     """Train ``model`` in place for ``steps`` (default ``cfg.steps``) AdamW steps.
 
     ``batch_fn(rng, step)`` makes the *global* batch (the same on every rank: the rng is seeded
     identically); ``loss_fn(model, batch, rows)`` computes the mean loss on ``batch[rows]``.
+
+    A step whose gradient is not finite (an inf/NaN from one unlucky batch, e.g. an ``atan2`` at
+    a bin of exactly zero) is skipped rather than applied: one NaN update would poison every weight.
+    Skipped steps are recorded in the result and logged; more than ``max_consecutive_skips`` in a
+    row means the run itself diverged and raises :class:`FloatingPointError`. Under DDP the
+    gradient is all-reduced first, so every rank takes the same decision.
     """
     env = env or DistEnv(device=pick_device(None))
     steps = cfg.steps if steps is None else int(steps)
@@ -150,6 +158,8 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
     trainable = params if params is not None else [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr_at(0), weight_decay=cfg.weight_decay)
     history: list[float] = []
+    skipped: list[int] = []
+    consecutive = 0
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = torch.load(checkpoint, map_location=env.device, weights_only=False)
@@ -158,6 +168,7 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         history = list(state["history"])
+        skipped = list(state.get("skipped", []))
         start = int(state["step"])
     rows = shard(cfg.batch_size, env)
     log_every = max(1, steps // 20)
@@ -179,9 +190,19 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
                 raise FloatingPointError(f"{name}: loss is {float(loss.detach())} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            opt.step()
+            norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            if not math.isfinite(float(norm)):
+                skipped.append(step)
+                consecutive += 1
+                msg = f"{name}: step {step + 1} skipped, gradient norm {float(norm)}"
+                if consecutive > max_consecutive_skips:
+                    raise FloatingPointError(f"{msg}; {consecutive} steps in a row, the run diverged")
+                if bar is not None:
+                    bar.console.print(msg)
+                opt.zero_grad(set_to_none=True)
+            else:
+                consecutive = 0
+                opt.step()
             value = parts.get("total", float(loss.detach()))
             history.append(value)
             ema = value if math.isnan(ema) else 0.95 * ema + 0.05 * value
@@ -193,14 +214,15 @@ def run_loop(model: nn.Module, batch_fn: BatchFn, loss_fn: LossFn, cfg: TrainCon
                     eta = (time.perf_counter() - t0) / done * (steps - step - 1)
                     bar.console.print(f"{name}: step {step + 1}/{steps} loss {ema:.4f} ETA {eta:.0f} s")
             if checkpoint is not None and env.is_main and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                _save_checkpoint(Path(checkpoint), net, opt, step + 1, rng, history)
+                _save_checkpoint(Path(checkpoint), net, opt, step + 1, rng, history, skipped)
         if checkpoint is not None and env.is_main:
-            _save_checkpoint(Path(checkpoint), net, opt, steps, rng, history)
+            _save_checkpoint(Path(checkpoint), net, opt, steps, rng, history, skipped)
     finally:
         if bar is not None:
             bar.stop()
     net.eval()
-    return LoopResult(steps=steps, history=history, train_time_s=time.perf_counter() - t0, resumed_from=start)
+    return LoopResult(steps=steps, history=history, train_time_s=time.perf_counter() - t0, resumed_from=start,
+                      skipped_steps=skipped)
 
 
 def set_threads(n: int) -> int:

@@ -155,3 +155,44 @@ threads = 1
     assert ckpt["extra"]["world_size"] == 2 and ckpt["extra"]["steps"] == 2
     assert ckpt["extra"]["fidelity"]["examples"] == 3
     assert not out.with_name(out.name + ".ckpt").exists()
+
+
+class _NanGradOnStep(torch.autograd.Function):
+    """Identity forward; the backward returns NaN on the steps listed in ``bad``."""
+
+    @staticmethod
+    def forward(ctx, x, poison):
+        ctx.poison = bool(poison)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (torch.full_like(g, float("nan")) if ctx.poison else g), None
+
+
+def _regression(bad_steps: set[int], steps: int):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 1)
+    x = torch.randn(16, 4)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+
+    def batch_fn(rng, step):
+        return {"step": step}
+
+    def loss_fn(model, batch, rows):
+        out = _NanGradOnStep.apply(model(x), batch["step"] in bad_steps)
+        loss = torch.mean((out - y) ** 2)
+        return loss, {"total": float(loss.detach())}
+
+    cfg = TrainConfig(steps=steps, batch_size=1, lr=0.2, warmup_steps=0, grad_clip=1.0, threads=1)
+    return net, run_loop(net, batch_fn, loss_fn, cfg, name="t", progress=False, max_consecutive_skips=3)
+
+
+def test_a_non_finite_gradient_skips_the_step_instead_of_poisoning_the_weights():
+    net, res = _regression({5, 9}, 80)
+    assert res.skipped_steps == [5, 9]
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert res.history[-1] < res.history[0] * 0.2  # training went on and converged
+    # A run that keeps producing NaN gradients is a diverged run: it stops with a clear error.
+    with pytest.raises(FloatingPointError, match="in a row"):
+        _regression(set(range(3, 40)), 40)
