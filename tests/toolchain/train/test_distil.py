@@ -136,3 +136,50 @@ def test_missing_simulator_checkpoint_is_a_clear_error(tmp_path):
     recipe = load_distil_recipe(_recipe(tmp_path, tmp_path / "nope.pt"))
     with pytest.raises(RecipeError, match="not found"):
         train_distilled(recipe, tmp_path / "s.pt", progress=False)
+
+
+def test_objective_hears_the_clipped_output_and_penalises_overshoot(tiny_sim):
+    """Above the limit the simulator hears the clipped signal; the penalty is a mean, so bounded."""
+    from toolchain.models.hlsim import load_hlsim
+    from toolchain.train.distil import overshoot_penalty
+
+    objective = CompensationObjective(load_hlsim(str(tiny_sim)), CompLoss(output_limit=0.5, limit=1.0))
+    rng = np.random.default_rng(0)
+    clean = torch.as_tensor(rng.standard_normal((2, 4000)).astype(np.float32) * 0.1)
+    a = torch.zeros(2, 8)
+    target = objective.targets(clean)
+    loud = clean * 40.0  # almost every sample far above the 0.5 limit
+    clipped = loud.clamp(-0.5, 0.5)
+    _, parts_loud = objective(loud, a, target)
+    _, parts_clipped = objective(clipped, a, target)
+    # The simulator terms are those of the clipped signal: the ear hears what the device delivers.
+    for k in parts_clipped:
+        if k.startswith("sim_"):
+            assert parts_loud[k] == pytest.approx(parts_clipped[k], rel=1e-6)
+    assert parts_clipped["limit"] == 0.0
+    expected = float(torch.relu(loud.abs() - 0.5).mean())
+    assert parts_loud["limit"] == pytest.approx(expected, rel=1e-6)
+    # Bounded by the mean overshoot, whatever the clip length (the old per-clip sum grew with it).
+    assert float(overshoot_penalty(loud, 0.5)) == pytest.approx(float(overshoot_penalty(loud.repeat(1, 4), 0.5)))
+    y = loud.clone().requires_grad_(True)
+    total, _ = objective(y, a, target)
+    total.backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad.abs().max()) > 0
+
+
+def test_target_noise_keeps_that_fraction_of_the_noise_in_the_target(tiny_sim):
+    from toolchain.models.hlsim import load_hlsim
+
+    sim = load_hlsim(str(tiny_sim))
+    rng = np.random.default_rng(1)
+    clean = torch.as_tensor(rng.standard_normal((1, 4000)).astype(np.float32) * 0.05)
+    noisy = clean + torch.as_tensor(rng.standard_normal((1, 4000)).astype(np.float32) * 0.05)
+    keep_all = CompensationObjective(sim, CompLoss(target_noise=1.0)).targets(clean, noisy)
+    keep_half = CompensationObjective(sim, CompLoss(target_noise=0.5)).targets(clean, noisy)
+    clean_only = CompensationObjective(sim, CompLoss()).targets(clean, noisy)
+    normal = torch.zeros(1, 8)
+    assert torch.allclose(keep_all[0], sim(noisy, normal).mag)
+    assert torch.allclose(keep_half[0], sim(clean + 0.5 * (noisy - clean), normal).mag)
+    assert torch.allclose(clean_only[0], sim(clean, normal).mag)
+    with pytest.raises(ValueError, match="target_noise"):
+        CompLoss(target_noise=1.5)
