@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from toolchain.models.hlsim import HLSim, HLSimConfig, save_hlsim
+from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
 from toolchain.train.losses import SimLossConfig, simulator_loss
 from toolchain.train.loop import DistEnv, crop_batch, init_distributed, run_loop, set_threads
 from toolchain.train.msbg_data import PairsConfig, describe, msbg_pairs
@@ -42,6 +42,22 @@ class SimTrainExtras:
 
 
 @dataclass(frozen=True)
+class SimInit:
+    """``[init]``: start from a trained simulator instead of random weights (a fine-tuning stage).
+
+    Relative paths are looked up in toolchain/assets/; "" trains from scratch.
+    """
+
+    checkpoint: str = ""
+
+    def path(self) -> Path | None:
+        if not self.checkpoint:
+            return None
+        p = Path(self.checkpoint)
+        return p if p.is_absolute() or p.exists() else ASSETS / p
+
+
+@dataclass(frozen=True)
 class HeldOut(PairsConfig):
     """``[eval]``: the held-out pairs (test split) and how many get HASPI scores."""
 
@@ -52,7 +68,7 @@ class HeldOut(PairsConfig):
 
 
 SECTIONS = {"hlsim": HLSimConfig, "data": PairsConfig, "eval": HeldOut, "train": TrainConfig,
-            "loss": SimLossConfig, "crop": SimTrainExtras}
+            "loss": SimLossConfig, "crop": SimTrainExtras, "init": SimInit}
 
 
 @dataclass
@@ -65,6 +81,7 @@ class SimulatorRecipe:
     train: TrainConfig
     loss: SimLossConfig
     crop: SimTrainExtras
+    init: SimInit
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "simulator", "description": self.description}
@@ -80,6 +97,9 @@ def load_simulator_recipe(name_or_path: str | Path) -> SimulatorRecipe:
     s = build_sections(path, data, SECTIONS)
     if s["data"].split != "train" or s["eval"].split != "test":
         raise RecipeError(f"{path}: [data] must use split 'train' and [eval] split 'test' (held-out)")
+    init = s["init"].path()
+    if init is not None and not init.is_file():
+        raise RecipeError(f"{path}: [init] checkpoint {init} not found")
     return SimulatorRecipe(name=path.stem, description=s.get("description", ""),
                            **{k: s[k] for k in SECTIONS})
 
@@ -190,6 +210,14 @@ def train_simulator(recipe: SimulatorRecipe, out_path: Path, *, device: str | No
     threads = set_threads(recipe.train.threads)
     try:
         say = (lambda m: print(f"hlsim: {m}", flush=True)) if (progress and env.is_main) else (lambda m: None)
+        # The warm start first: a wrong [init] is reported before the (long, first-run) MSBG pairs.
+        sim = HLSim(recipe.hlsim)
+        init = recipe.init.path()
+        if init is not None:
+            warm = load_hlsim(str(init))
+            if warm.config != recipe.hlsim:
+                raise RecipeError(f"[init] checkpoint {init} has a different [hlsim] config than the recipe")
+            sim.load_state_dict(warm.state_dict())
         say(f"MSBG pairs: {recipe.data.examples} train + {recipe.eval.examples} held-out (cached after the first run)")
         t0 = time.perf_counter()
         if env.distributed and not env.is_main:
@@ -199,7 +227,6 @@ def train_simulator(recipe: SimulatorRecipe, out_path: Path, *, device: str | No
         if env.distributed and env.is_main:
             torch.distributed.barrier()
         data_time = time.perf_counter() - t0
-        sim = HLSim(recipe.hlsim)
         crop = int(round(recipe.crop.seconds * recipe.hlsim.sample_rate))
 
         def batch_fn(rng: np.random.Generator, step: int) -> dict[str, torch.Tensor]:
