@@ -258,6 +258,13 @@ class HLSim(nn.Module):
             x = x.unsqueeze(0)
         if audiogram_db_hl.dim() == 1:
             audiogram_db_hl = audiogram_db_hl.unsqueeze(0).expand(x.shape[0], -1)
+        h, mag_in, cos_in, sin_in = self.encode(x, audiogram_db_hl)
+        mask_logit = self.mask_decoder(h)[..., 0]                                        # (B, T, F)
+        mask = self.config.mask_beta * torch.sigmoid(self.mask_slope * mask_logit)
+        return self.decode(h, mag_in * mask.transpose(1, 2), cos_in, sin_in, x.shape[-1])
+
+    def encode(self, x: Tensor, audiogram_db_hl: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(hidden (B, T, F', C), |X|^c (B, F, T), cos, sin of the input phase)`` of ``x (B, n)``."""
         spec = self.stft(x)
         power = spec.real ** 2 + spec.imag ** 2
         mag_in = (power + POWER_FLOOR) ** (self.config.compress / 2)
@@ -273,15 +280,15 @@ class HLSim(nn.Module):
         level = self.calibration.power_to_db_spl_tensor((power + POWER_FLOOR) * to_bin, floor_power=1e-30)
         aud = self.audiogram_encoder(audiogram_db_hl)[:, :, None].expand_as(mag_in)
         feats = torch.stack([mag_in, pha_in, aud, level / 100.0], -1).transpose(1, 2)   # (B, T, F, 4)
-        h = self.blocks(self.encoder(feats))
-        mask_logit = self.mask_decoder(h)[..., 0]                                        # (B, T, F)
-        mask = self.config.mask_beta * torch.sigmoid(self.mask_slope * mask_logit)
-        mag = mag_in * mask.transpose(1, 2)
+        return self.blocks(self.encoder(feats)), mag_in, cos_in, sin_in
+
+    def decode(self, h: Tensor, mag: Tensor, cos_in: Tensor, sin_in: Tensor, length: int) -> SimOutput:
+        """The output from its compressed magnitude ``mag (B, F, T)`` and the phase decoder."""
         ri = self.phase_decoder(h).transpose(1, 2)                                       # (B, F, T, 2)
         # Parallel phase estimation (real, imaginary heads → atan2) as a rotation of the input phase.
         re, im = ri[..., 0], ri[..., 1]
         phase = torch.atan2(sin_in * re + cos_in * im, cos_in * re - sin_in * im)
-        wave = self.istft(mag, phase, x.shape[-1])
+        wave = self.istft(mag, phase, length)
         cplx = torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], 1)
         return SimOutput(wave, mag, phase, cplx)
 

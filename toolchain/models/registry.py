@@ -43,7 +43,7 @@ class CompensatorKind:
 
 _KINDS: dict[str, CompensatorKind] = {}
 # Modules that register a kind when imported (imported lazily: each pulls in torch).
-_BUILTIN_MODULES: tuple[str, ...] = ()  # e.g. "toolchain.models.stftnet" once it registers itself
+_BUILTIN_MODULES: tuple[str, ...] = ("toolchain.models.stftnet",)
 
 
 def register_compensator(kind: CompensatorKind) -> None:

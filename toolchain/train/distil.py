@@ -85,6 +85,13 @@ class DistilWeights:
     student_init: str = ""
 
 
+def _teacher_kinds() -> dict[str, type]:
+    from toolchain.models.stftnet import STFTNetConfig
+
+    return {"seanet": SEANetConfig, "stftnet": STFTNetConfig}
+
+
+TEACHER_KINDS = _teacher_kinds()
 SECTIONS = {"simulator": SimulatorRef, "teacher": SEANetConfig, "student": SEANetConfig, "data": DataConfig,
             "audiograms": AudiogramSampling, "teacher_train": TrainConfig, "student_train": TrainConfig,
             "loss": CompLoss, "distil": DistilWeights}
@@ -95,7 +102,7 @@ class DistilRecipe:
     name: str
     description: str
     simulator: SimulatorRef
-    teacher: SEANetConfig
+    teacher: Any   # SEANetConfig or STFTNetConfig ([teacher] kind)
     student: SEANetConfig
     data: DataConfig
     audiograms: AudiogramSampling
@@ -109,15 +116,29 @@ class DistilRecipe:
         for key in SECTIONS:
             v = getattr(self, key)
             out[key] = v.to_dict() if hasattr(v, "to_dict") else json.loads(json.dumps(asdict(v)))
+        out["teacher"] = {"kind": self.teacher_kind, **out["teacher"]}
         return out
+
+    @property
+    def teacher_kind(self) -> str:
+        return next(k for k, cls in TEACHER_KINDS.items() if type(self.teacher) is cls)
 
 
 def load_distil_recipe(name_or_path: str | Path) -> DistilRecipe:
     path, data = read_toml(name_or_path)
     if data.get("kind") != "distil":
         raise RecipeError(f"{path}: kind = {data.get('kind')!r}; a distillation recipe says kind = \"distil\"")
-    s = build_sections(path, data, SECTIONS)
-    if s["teacher"].strides != s["student"].strides:
+    teacher = dict(data.get("teacher", {})) if isinstance(data.get("teacher"), dict) else data.get("teacher")
+    kind = teacher.pop("kind", "seanet") if isinstance(teacher, dict) else "seanet"
+    if kind not in TEACHER_KINDS:
+        raise RecipeError(f"{path}: [teacher] kind = {kind!r}; expected one of {', '.join(TEACHER_KINDS)}")
+    data = {**data, "teacher": teacher} if teacher is not None else data
+    s = build_sections(path, data, dict(SECTIONS, teacher=TEACHER_KINDS[kind]))
+    if kind != "seanet":
+        if s["distil"].feature > 0:
+            raise RecipeError(f"{path}: [distil] feature = {s['distil'].feature}: the feature loss needs a SEANet "
+                              f"teacher (a {kind} teacher has no bottleneck at the student's frame rate); set it to 0")
+    elif s["teacher"].strides != s["student"].strides:
         raise RecipeError(f"{path}: [teacher] strides {list(s['teacher'].strides)} differ from [student] "
                           f"{list(s['student'].strides)}; the feature loss needs the same frame rate")
     return DistilRecipe(name=path.stem, description=s.get("description", ""), **{k: s[k] for k in SECTIONS})
@@ -199,9 +220,22 @@ def make_batches(noisy: np.ndarray, clean: np.ndarray, recipe: DistilRecipe, bat
     return batch_fn
 
 
+def build_teacher(config: Any) -> nn.Module:
+    """The teacher model of a ``[teacher]`` config (SEANet or the Neuro-MSBG-style stftnet)."""
+    from toolchain.models.stftnet import STFTNet, STFTNetConfig
+
+    return STFTNet(config) if isinstance(config, STFTNetConfig) else SEANet(config)
+
+
+def save_teacher(model: nn.Module, path: str, extra: dict[str, Any]) -> None:
+    from toolchain.models.stftnet import STFTNet, save_stftnet
+
+    (save_stftnet if isinstance(model, STFTNet) else save_seanet)(model, path, extra=extra)
+
+
 def train_teacher(recipe: DistilRecipe, objective: CompensationObjective, batch_fn: Any, env: DistEnv, *,
-                  steps: int | None, progress: bool, checkpoint: Path | None, resume: bool) -> tuple[SEANet, Any]:
-    teacher = SEANet(recipe.teacher)
+                  steps: int | None, progress: bool, checkpoint: Path | None, resume: bool) -> tuple[nn.Module, Any]:
+    teacher = build_teacher(recipe.teacher)
 
     def loss_fn(net: nn.Module, b: dict[str, Tensor], rows: slice):
         x, c, a = b["noisy"][rows], b["clean"][rows], b["audiogram"][rows]
@@ -231,24 +265,31 @@ def train_student(recipe: DistilRecipe, teacher: SEANet, objective: Compensation
     teacher = teacher.to(env.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    t_feat = bottleneck_features(teacher)
-    s_feat = bottleneck_features(student)
-    # 1x1 projection student bottleneck -> teacher bottleneck; trained with the student, then dropped.
-    proj = nn.Conv1d(recipe.student.level_channels()[-1], recipe.teacher.level_channels()[-1], 1).to(env.device)
-    holder = nn.ModuleDict({"student": student, "proj": proj})
     w = recipe.distil
+    use_feature = w.feature > 0
+    modules: dict[str, nn.Module] = {"student": student}
+    if use_feature:
+        t_feat = bottleneck_features(teacher)
+        s_feat = bottleneck_features(student)
+        # 1x1 projection student bottleneck -> teacher bottleneck; trained with the student, then dropped.
+        modules["proj"] = nn.Conv1d(recipe.student.level_channels()[-1], recipe.teacher.level_channels()[-1],
+                                    1).to(env.device)
+    holder = nn.ModuleDict(modules)
 
     def loss_fn(net: nn.Module, b: dict[str, Tensor], rows: slice):
         inner = unwrap(net)
         x, c, a = b["noisy"][rows], b["clean"][rows], b["audiogram"][rows]
         with torch.no_grad():
             yt = teacher(x[:, None], a)[:, 0]
-            ft = t_feat()
+            ft = t_feat() if use_feature else None
         ys = inner["student"](x[:, None], a)[:, 0]
-        fs = inner["proj"](s_feat())
         sim_loss, parts = objective(ys, a, objective.targets(c, x))
         out_l1 = torch.mean(torch.abs(ys - yt))
-        feat = torch.mean((fs - ft) ** 2) / (torch.mean(ft ** 2) + 1e-8)
+        if use_feature:
+            fs = inner["proj"](s_feat())
+            feat = torch.mean((fs - ft) ** 2) / (torch.mean(ft ** 2) + 1e-8)
+        else:
+            feat = ys.new_zeros(())
         total = w.simulator * sim_loss + w.output * out_l1 * 100.0 + w.feature * feat
         parts = parts | {"output_l1": float(out_l1.detach()), "feature": float(feat.detach()), "total": float(total.detach())}
         return total, parts
@@ -281,14 +322,17 @@ def train_distilled(recipe: DistilRecipe, out_path: Path, *, teacher_out: Path |
         summary = {
             "recipe": recipe.to_dict(), "recipe_name": recipe.name, "device": env.device,
             "world_size": env.world_size, "torch": str(torch.__version__), "simulator": str(sim_path),
-            "teacher": {"parameters": sum(p.numel() for p in teacher.parameters()), "steps": tres.steps,
-                        "train_time_s": round(tres.train_time_s, 1), "final_loss": tres.final_loss},
+            "teacher": {"kind": recipe.teacher_kind,
+                        "parameters": sum(p.numel() for p in teacher.parameters()), "steps": tres.steps,
+                        "train_time_s": round(tres.train_time_s, 1), "final_loss": tres.final_loss,
+                        "skipped_steps": tres.skipped_steps},
             "student": {"parameters": sum(p.numel() for p in student.parameters()), "steps": sres.steps,
-                        "train_time_s": round(sres.train_time_s, 1), "final_loss": sres.final_loss},
+                        "train_time_s": round(sres.train_time_s, 1), "final_loss": sres.final_loss,
+                        "skipped_steps": sres.skipped_steps},
             "wall_time_s": round(time.perf_counter() - t0, 1),
         }
         if env.is_main:
-            save_seanet(teacher.cpu(), str(teacher_out), extra=summary | {"role": "teacher"})
+            save_teacher(teacher.cpu(), str(teacher_out), extra=summary | {"role": "teacher"})
             save_seanet(student.cpu(), str(out_path), extra=summary | {"role": "student", "teacher": str(teacher_out)})
             from runtime.atomic import atomic_write
 

@@ -92,7 +92,7 @@ def test_training_through_the_shipped_simulator_lowers_the_loss():
         y = net(b["noisy"][rows][:, None], b["audiogram"][rows])[:, 0]
         return objective(y, b["audiogram"][rows], objective.targets(b["clean"][rows]))
 
-    cfg = TrainConfig(steps=12, batch_size=2, lr=5e-2, warmup_steps=0, threads=1)
+    cfg = TrainConfig(steps=20, batch_size=2, lr=5e-2, warmup_steps=0, threads=1)
     res = run_loop(model, lambda rng, s: batch, loss_fn, cfg, name="t", progress=False)
     assert np.mean(res.history[-3:]) < 0.9 * res.history[0], res.history
     assert float(model.log_gain) > 0.2  # a moderate loss is compensated by amplifying, never by attenuating
@@ -183,3 +183,27 @@ def test_target_noise_keeps_that_fraction_of_the_noise_in_the_target(tiny_sim):
     assert torch.allclose(clean_only[0], sim(clean, normal).mag)
     with pytest.raises(ValueError, match="target_noise"):
         CompLoss(target_noise=1.5)
+
+
+def test_stftnet_teacher_trains_and_teaches_the_seanet_student(tmp_path, tiny_sim):
+    """[teacher] kind = "stftnet": the Neuro-MSBG-style teacher, output + simulator losses only."""
+    from toolchain.models.registry import load_compensator
+
+    text = {"[teacher]\nchannels = 8\nmax_channels = 16\naudiogram_hidden = 8\n":
+            '[teacher]\nkind = "stftnet"\nchannels = 8\nblocks = 1\n',
+            "[student_train]": "[distil]\nfeature = 0.0\n[student_train]"}
+    recipe = load_distil_recipe(_recipe(tmp_path, tiny_sim, steps=2, **text))
+    assert recipe.teacher_kind == "stftnet" and recipe.to_dict()["teacher"]["kind"] == "stftnet"
+    out = tmp_path / "student.pt"
+    summary = train_distilled(recipe, out, progress=False)
+    assert summary["teacher"]["kind"] == "stftnet" and summary["student"]["steps"] == 2
+    teacher = load_compensator(tmp_path / "student_teacher.pt")
+    assert teacher.kind == "stftnet" and teacher.extra["role"] == "teacher"
+    assert load_compensator(out).kind == "seanet"
+    # The feature loss needs a SEANet bottleneck; an stftnet teacher with it on is a one-line error.
+    with pytest.raises(RecipeError, match="feature loss needs a SEANet teacher") as e:
+        load_distil_recipe(_recipe(tmp_path, tiny_sim, **{"[teacher]\n": '[teacher]\nkind = "stftnet"\n',
+                                                           "max_channels = 16\naudiogram_hidden = 8\n": ""}))
+    assert "\n" not in str(e.value)
+    with pytest.raises(RecipeError, match="kind = 'transformer'"):
+        load_distil_recipe(_recipe(tmp_path, tiny_sim, **{"[teacher]\n": '[teacher]\nkind = "transformer"\n'}))
