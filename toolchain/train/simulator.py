@@ -246,7 +246,7 @@ def train_simulator(recipe: SimulatorRecipe, out_path: Path, *, device: str | No
             "threads": recipe.train.threads, "torch": str(torch.__version__),
             "parameters": int(sum(p.numel() for p in sim.parameters())),
             "data_time_s": round(data_time, 1), "train_time_s": round(res.train_time_s, 1),
-            "final_train_loss": res.final_loss, "data": describe(recipe.data), "held_out": describe(recipe.eval),
+            "final_train_loss": res.final_loss, "skipped_steps": res.skipped_steps, "data": describe(recipe.data), "held_out": describe(recipe.eval),
         }
         if env.is_main:
             if evaluate:
