@@ -113,3 +113,28 @@ def test_shipped_simulator_is_close_to_msbg_on_held_out_speech():
     sim = load_hlsim(str(DEFAULT_SIMULATOR))
     y = simulate_all(sim, x[None], a.as_array()[None].astype(np.float32))[0]
     assert _lsd_db(ref, y) < 0.6 * _lsd_db(ref, x)
+
+
+@pytest.mark.parametrize("axis", ["time", "freq"])
+def test_axis_conv_equals_a_zero_padded_reference_convolution(axis):
+    """The pad-free depthwise convolution against the plain zero-padded one, values and gradients."""
+    import torch.nn.functional as F
+
+    from toolchain.models.hlsim import _AxisConv
+
+    torch.manual_seed(0)
+    conv = _AxisConv(6, 5, 2, axis)
+    h = torch.randn(2, 7, 9, 6, requires_grad=True)
+
+    def reference(h: torch.Tensor) -> torch.Tensor:
+        ax, half, n = conv.axis, conv.kernel // 2, h.shape[conv.axis]
+        zp = F.pad(h, [0, 0, 0, 0, half, half] if ax == 1 else [0, 0, half, half])
+        acc = conv.depthwise_bias + sum(zp.narrow(ax, k, n) * conv.depthwise[k] for k in range(conv.kernel))
+        return h + conv.project(torch.relu(conv.expand(acc)))
+
+    y, y_ref = conv(h), reference(h)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+    g, g_ref = torch.autograd.grad(y.square().sum(), (h, conv.depthwise)), \
+        torch.autograd.grad(y_ref.square().sum(), (h, conv.depthwise))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
