@@ -14,33 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, ensure_bundle  # noqa: E402
 
 from runtime.bench import plot_timings, run_bench, time_engine, write_json  # noqa: E402
-from runtime.bundle import BundleError, load_bundle  # noqa: E402
+from runtime.bundle import load_bundle  # noqa: E402
 from runtime.cli import format_report  # noqa: E402
 
 TARGET = 0.25
 TARGET_BACKENDS = ("ckernel", "litert")
-
-
-def ensure_bundle(path: Path) -> Path:
-    try:
-        load_bundle(path)
-        return path
-    except BundleError:
-        pass
-    print(f"bench: exporting the default compensator to {path} ...", flush=True)
-    r = subprocess.run([sys.executable, "-m", "toolchain", "export", "--target", "rpi", "--out", str(path), "--overwrite",
-                        "--quiet"], cwd=REPO, timeout=1800)
-    if r.returncode != 0:
-        sys.exit(f"bench: export failed (exit {r.returncode})")
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loopback-seconds", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    bundle = ensure_bundle(args.bundle)
+    bundle = ensure_bundle(args.bundle, "bench")
     args.out.mkdir(parents=True, exist_ok=True)
 
     report = run_bench(bundle, ["ckernel", "litert", "litert-fp32", "onnx"], seconds=args.seconds, threads=1,

@@ -25,26 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, ensure_bundle  # noqa: E402
 
 from runtime.atomic import atomic_write  # noqa: E402
-from runtime.bundle import BundleError, load_bundle  # noqa: E402
 from toolchain.verify import fuzz as F  # noqa: E402
-
-
-def ensure_bundle(path: Path) -> Path:
-    try:
-        load_bundle(path)
-        return path
-    except BundleError:
-        pass
-    print(f"fuzz: exporting the default compensator to {path} ...", flush=True)
-    r = subprocess.run([sys.executable, "-m", "toolchain", "export", "--target", "rpi", "--out", str(path), "--overwrite",
-                        "--quiet"], cwd=REPO, timeout=1800)
-    if r.returncode != 0:
-        sys.exit(f"fuzz: export failed (exit {r.returncode})")
-    return path
 
 
 def host_archs() -> list[str]:
@@ -85,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    bundle = ensure_bundle(args.bundle)
+    bundle = ensure_bundle(args.bundle, "fuzz")
     blob_path = bundle / "kernel" / "model.hxb"
     blob = blob_path.read_bytes()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,26 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, ensure_bundle  # noqa: E402
 
 from runtime.atomic import atomic_write  # noqa: E402
-from runtime.bundle import BundleError, load_bundle  # noqa: E402
-
-
-def ensure_bundle(path: Path) -> Path:
-    """The bundle at ``path``, exported from the shipped default compensator when missing."""
-    try:
-        load_bundle(path)
-        return path
-    except BundleError:
-        pass
-    print(f"soak: exporting the default compensator to {path} ...", flush=True)
-    r = subprocess.run([sys.executable, "-m", "toolchain", "export", "--target", "rpi", "--out", str(path), "--overwrite",
-                        "--quiet"], cwd=REPO, timeout=1800)
-    if r.returncode != 0:
-        sys.exit(f"soak: export failed (exit {r.returncode})")
-    return path
+from runtime.bundle import load_bundle  # noqa: E402
 
 
 def run_one(bundle: Path, backend: str, seconds: float, warmup: float, nice: int) -> dict:
@@ -102,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nice", type=int, default=10, help="niceness of the soak processes (default 10)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args(argv)
-    bundle = ensure_bundle(args.bundle)
+    bundle = ensure_bundle(args.bundle, "soak")
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = 3600.0 * args.hours
     results = {}
