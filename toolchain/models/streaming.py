@@ -227,12 +227,15 @@ class StreamingGraph:
     def step(self, x: Tensor, states: list[Tensor], *args: Any) -> tuple[Tensor, list[Tensor]]:
         if len(states) != len(self.slots):
             raise ValueError(f"expected {len(self.slots)} state tensors, got {len(states)}")
-        runner = _StepInterpreter(self.gm, {s.name: st for s, st in zip(self.slots, states)})
+        runner = StepInterpreter(self.gm, {s.name: st for s, st in zip(self.slots, states)})
         y = runner.run(x, *args)
         return y, [runner.new_states[s.name] for s in self.slots]
 
 
-class _StepInterpreter(torch.fx.Interpreter):
+class StepInterpreter(torch.fx.Interpreter):
+    """Runs each streaming leaf's ``step`` with its own state (``states`` by leaf name; a leaf
+    without one is stateless); everything else as traced. ``new_states`` holds the states after."""
+
     def __init__(self, gm: torch.fx.GraphModule, states: dict[str, Tensor]) -> None:
         super().__init__(gm)
         self.states = states

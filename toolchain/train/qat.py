@@ -55,7 +55,8 @@ from torch import Tensor, nn
 
 from toolchain.export import numpy_ref as ref
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, tensor_details
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf
+from toolchain.models.streaming import (CausalConv1d, CausalConvTranspose1d, StepInterpreter, StreamingGraph,
+                                        StreamingLeaf)
 
 
 class QATError(ValueError):
@@ -329,31 +330,14 @@ class FakeQuantModel(nn.Module):
         return self.gm(x)
 
     def init_state(self, batch: int = 1, dtype: torch.dtype = torch.float32) -> list[Tensor]:
-        leaves = [self.gm.get_submodule(s) for s in self.slots]
-        return [torch.zeros(batch, m.in_channels, m.context, dtype=dtype) for m in leaves]
+        return [self.gm.get_submodule(s).init_state(batch, dtype) for s in self.slots]
 
     def step(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
         if len(states) != len(self.slots):
             raise QATError(f"expected {len(self.slots)} state tensors, got {len(states)}")
-        runner = _Stepper(self.gm, dict(zip(self.slots, states)))
+        runner = StepInterpreter(self.gm, dict(zip(self.slots, states)))
         y = runner.run(x)
         return y, [runner.new_states[s] for s in self.slots]
-
-
-class _Stepper(torch.fx.Interpreter):
-    """Runs each streaming leaf's ``step`` with its own state; everything else as traced."""
-
-    def __init__(self, gm: torch.fx.GraphModule, states: dict[str, Tensor]) -> None:
-        super().__init__(gm)
-        self.states = states
-        self.new_states: dict[str, Tensor] = {}
-
-    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
-        mod = self.fetch_attr(target)
-        if isinstance(mod, StreamingLeaf) and target in self.states:
-            y, self.new_states[target] = mod.step(args[0], self.states[target])
-            return y
-        return super().call_module(target, args, kwargs)
 
 
 def _qparams(details: dict[int, dict], index: int, what: str) -> QParams:
