@@ -18,6 +18,7 @@ and ``fit(thresholds)`` returns a copy with the audiogram baked in (``forward(x)
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -38,9 +39,6 @@ class STFTNetConfig(HLSimConfig):
 
     channels: int = 32
     max_gain_db: float = 60.0   # |gain| bound; above ~60 dB a device only adds noise and feedback
-
-    def to_dict(self) -> dict[str, Any]:
-        return super().to_dict()
 
 
 class STFTNet(HLSim):
@@ -73,8 +71,6 @@ class STFTNet(HLSim):
 
     def fit(self, thresholds_db_hl: np.ndarray | Tensor) -> "STFTNet":
         """A copy that uses ``thresholds_db_hl`` whenever ``forward`` gets no audiogram."""
-        import copy
-
         if self.is_fitted:
             raise ValueError("model is already fitted to an audiogram")
         fitted = copy.deepcopy(self).eval()

@@ -31,12 +31,12 @@ from torch import Tensor, nn
 
 from toolchain.models.hlsim import HLSim, load_hlsim
 from toolchain.models.seanet import SEANet, SEANetConfig, save_seanet
-from toolchain.train.losses import SimLossConfig, simulator_loss
+from toolchain.models.stftnet import STFTNet, STFTNetConfig, save_stftnet
+from toolchain.train.losses import SimLossConfig, limit_penalty, simulator_loss
 from toolchain.train.loop import DistEnv, init_distributed, run_loop, set_threads, unwrap
-from toolchain.train.recipe import (AudiogramSampling, DataConfig, RecipeError, TrainConfig, build_sections,
+from toolchain.train.recipe import (AudiogramSampling, DataConfig, RecipeError, TrainConfig, asset_path, build_sections,
                                     read_toml)
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class SimulatorRef:
     checkpoint: str = "hlsim_default.pt"
 
     def path(self) -> Path:
-        p = Path(self.checkpoint)
-        return p if p.is_absolute() or p.exists() else ASSETS / p
+        return asset_path(self.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,7 @@ class DistilWeights:
     student_init: str = ""
 
 
-def _teacher_kinds() -> dict[str, type]:
-    from toolchain.models.stftnet import STFTNetConfig
-
-    return {"seanet": SEANetConfig, "stftnet": STFTNetConfig}
-
-
-TEACHER_KINDS = _teacher_kinds()
+TEACHER_KINDS: dict[str, type] = {"seanet": SEANetConfig, "stftnet": STFTNetConfig}
 SECTIONS = {"simulator": SimulatorRef, "teacher": SEANetConfig, "student": SEANetConfig, "data": DataConfig,
             "audiograms": AudiogramSampling, "teacher_train": TrainConfig, "student_train": TrainConfig,
             "loss": CompLoss, "distil": DistilWeights}
@@ -128,11 +121,12 @@ def load_distil_recipe(name_or_path: str | Path) -> DistilRecipe:
     path, data = read_toml(name_or_path)
     if data.get("kind") != "distil":
         raise RecipeError(f"{path}: kind = {data.get('kind')!r}; a distillation recipe says kind = \"distil\"")
-    teacher = dict(data.get("teacher", {})) if isinstance(data.get("teacher"), dict) else data.get("teacher")
-    kind = teacher.pop("kind", "seanet") if isinstance(teacher, dict) else "seanet"
+    kind = "seanet"
+    if isinstance(data.get("teacher"), dict):   # the model kind is not a field of either config
+        data = {**data, "teacher": dict(data["teacher"])}
+        kind = data["teacher"].pop("kind", "seanet")
     if kind not in TEACHER_KINDS:
         raise RecipeError(f"{path}: [teacher] kind = {kind!r}; expected one of {', '.join(TEACHER_KINDS)}")
-    data = {**data, "teacher": teacher} if teacher is not None else data
     s = build_sections(path, data, dict(SECTIONS, teacher=TEACHER_KINDS[kind]))
     if kind != "seanet":
         if s["distil"].feature > 0:
@@ -149,16 +143,6 @@ def bottleneck_features(model: nn.Module) -> Callable[[], Tensor]:
     store: dict[str, Tensor] = {}
     unwrap(model).bottleneck[-1].register_forward_hook(lambda m, i, o: store.__setitem__("h", o))
     return lambda: store["h"]
-
-
-def overshoot_penalty(y: Tensor, output_limit: float) -> Tensor:
-    """Mean overshoot above ``output_limit`` over every sample (0 within it).
-
-    A mean, not the per-clip sum of :func:`toolchain.train.losses.limit_penalty`: a gain step that
-    pushes thousands of samples over the limit at once raised the summed penalty by 10^3-10^4 and
-    the clipped gradient then threw the teacher off its fitting (100-step probe, step 90).
-    """
-    return torch.relu(y.abs() - output_limit).mean()
 
 
 class CompensationObjective:
@@ -186,7 +170,7 @@ class CompensationObjective:
         limit = self.loss.output_limit
         out = self.sim(y.clamp(-limit, limit), audiogram)
         total, parts = simulator_loss(out, *target, self.loss.sim())
-        lim = overshoot_penalty(y, limit)
+        lim = limit_penalty(y, limit, per_sample=True)
         parts = {f"sim_{k}": v for k, v in parts.items()} | {"limit": float(lim.detach())}
         total = total + self.loss.limit * lim
         parts["total"] = float(total.detach())
@@ -222,14 +206,10 @@ def make_batches(noisy: np.ndarray, clean: np.ndarray, recipe: DistilRecipe, bat
 
 def build_teacher(config: Any) -> nn.Module:
     """The teacher model of a ``[teacher]`` config (SEANet or the Neuro-MSBG-style stftnet)."""
-    from toolchain.models.stftnet import STFTNet, STFTNetConfig
-
     return STFTNet(config) if isinstance(config, STFTNetConfig) else SEANet(config)
 
 
 def save_teacher(model: nn.Module, path: str, extra: dict[str, Any]) -> None:
-    from toolchain.models.stftnet import STFTNet, save_stftnet
-
     (save_stftnet if isinstance(model, STFTNet) else save_seanet)(model, path, extra=extra)
 
 
@@ -254,8 +234,7 @@ def train_student(recipe: DistilRecipe, teacher: SEANet, objective: Compensation
     if recipe.distil.student_init:
         from toolchain.models.seanet import load_seanet
 
-        init = Path(recipe.distil.student_init)
-        init = init if init.is_absolute() or init.exists() else ASSETS / init
+        init = asset_path(recipe.distil.student_init)
         if not init.exists():
             raise RecipeError(f"[distil] student_init {init} not found")
         warm = load_seanet(str(init))

@@ -86,9 +86,15 @@ def _flat(x: Tensor) -> Tensor:
     return x
 
 
-def limit_penalty(y: Tensor, output_limit: float = 0.89) -> Tensor:
-    """Summed overshoot above ``output_limit`` per clip, averaged over the batch (0 within it)."""
-    return torch.relu(_flat(y).abs() - output_limit).sum(dim=-1).mean()
+def limit_penalty(y: Tensor, output_limit: float = 0.89, *, per_sample: bool = False) -> Tensor:
+    """Summed overshoot above ``output_limit`` per clip, averaged over the batch (0 within it).
+
+    ``per_sample``: the mean over every sample instead, which does not grow with the clip length or
+    with how many samples a gain step pushes over at once (distillation: the summed form surged by
+    10^3-10^4 in one step and the clipped gradient threw the teacher off its fitting).
+    """
+    over = torch.relu(_flat(y).abs() - output_limit)
+    return over.mean() if per_sample else over.sum(dim=-1).mean()
 
 
 def spectral_shape_loss(y: Tensor, clean: Tensor, ffts: tuple[int, ...] = (256, 512, 1024),

@@ -34,6 +34,13 @@ from toolchain.models.seanet import SEANetConfig
 from toolchain.train.losses import LossConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def asset_path(name: str | Path) -> Path:
+    """A checkpoint a recipe names: absolute or existing as given, else relative to toolchain/assets/."""
+    p = Path(name)
+    return p if p.is_absolute() or p.exists() else ASSETS / p
 
 
 class RecipeError(ValueError):
@@ -398,6 +405,6 @@ def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) 
     return out
 
 
-__all__ = ["AudiogramSampling", "DataConfig", "EvalConfig", "Recipe", "RecipeError", "TrainConfig",
-           "RECIPES_DIR", "RECIPE_KINDS", "available_recipes", "build_sections", "load_recipe", "read_toml",
+__all__ = ["ASSETS", "AudiogramSampling", "DataConfig", "EvalConfig", "Recipe", "RecipeError", "TrainConfig",
+           "RECIPES_DIR", "RECIPE_KINDS", "asset_path", "available_recipes", "build_sections", "load_recipe", "read_toml",
            "recipe_kind", "recipe_path"]

@@ -24,9 +24,8 @@ from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
 from toolchain.train.losses import SimLossConfig, simulator_loss
 from toolchain.train.loop import DistEnv, crop_batch, init_distributed, run_loop, set_threads
 from toolchain.train.msbg_data import PairsConfig, describe, msbg_pairs
-from toolchain.train.recipe import RecipeError, TrainConfig, build_sections, read_toml
+from toolchain.train.recipe import ASSETS, RecipeError, TrainConfig, asset_path, build_sections, read_toml
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_SIMULATOR = ASSETS / "hlsim_default.pt"
 
 
@@ -51,10 +50,7 @@ class SimInit:
     checkpoint: str = ""
 
     def path(self) -> Path | None:
-        if not self.checkpoint:
-            return None
-        p = Path(self.checkpoint)
-        return p if p.is_absolute() or p.exists() else ASSETS / p
+        return asset_path(self.checkpoint) if self.checkpoint else None
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def test_missing_simulator_checkpoint_is_a_clear_error(tmp_path):
 def test_objective_hears_the_clipped_output_and_penalises_overshoot(tiny_sim):
     """Above the limit the simulator hears the clipped signal; the penalty is a mean, so bounded."""
     from toolchain.models.hlsim import load_hlsim
-    from toolchain.train.distil import overshoot_penalty
+    from toolchain.train.losses import limit_penalty
 
     objective = CompensationObjective(load_hlsim(str(tiny_sim)), CompLoss(output_limit=0.5, limit=1.0))
     rng = np.random.default_rng(0)
@@ -160,7 +160,8 @@ def test_objective_hears_the_clipped_output_and_penalises_overshoot(tiny_sim):
     expected = float(torch.relu(loud.abs() - 0.5).mean())
     assert parts_loud["limit"] == pytest.approx(expected, rel=1e-6)
     # Bounded by the mean overshoot, whatever the clip length (the old per-clip sum grew with it).
-    assert float(overshoot_penalty(loud, 0.5)) == pytest.approx(float(overshoot_penalty(loud.repeat(1, 4), 0.5)))
+    assert float(limit_penalty(loud, 0.5, per_sample=True)) == pytest.approx(
+        float(limit_penalty(loud.repeat(1, 4), 0.5, per_sample=True)))
     y = loud.clone().requires_grad_(True)
     total, _ = objective(y, a, target)
     total.backward()
