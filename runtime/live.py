@@ -266,19 +266,19 @@ class _Worker:
             return ""
         return lines[-1] if lines else ""
 
-    def interrupt(self) -> None:
+    def _signal(self, sig: int) -> None:
+        """Signal the worker's process group while it runs (a group that just exited is no error)."""
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGINT)
+                os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 pass
 
+    def interrupt(self) -> None:
+        self._signal(signal.SIGINT)
+
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self._signal(signal.SIGKILL)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -30,12 +30,7 @@
 /* Samples streamed through an accepted model, at most (bounds the time per input). */
 #define FUZZ_MAX_SAMPLES 4096u
 
-#define CHECK(cond)            \
-    do {                       \
-        if (!(cond)) {         \
-            __builtin_trap();  \
-        }                      \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -30,12 +30,7 @@
 
 #include "hx/hx.h"
 
-#define CHECK(cond)            \
-    do {                       \
-        if (!(cond)) {         \
-            __builtin_trap();  \
-        }                      \
-    } while (0)
+#include "fuzz_check.h"
 
 #define MAX_BLOCKS 4u
 
