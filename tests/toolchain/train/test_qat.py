@@ -30,6 +30,11 @@ def bundle_case(default_bundle):
     return b.graph_file("int8").read_bytes(), audiogram
 
 
+def _stream_int8(backend, xq):
+    """A LiteRT backend's int8 output for int8 input, streamed in 16-sample blocks."""
+    return np.concatenate([backend.process_raw(xq[i:i + 16]) for i in range(0, len(xq), 16)]).astype(np.int64)
+
+
 def _fitted(audiogram, dtype=torch.float64):
     return load_seanet(str(DEFAULT_CHECKPOINT)).fit(audiogram).to(dtype)
 
@@ -42,7 +47,7 @@ def test_fake_quant_equals_litert_int8_within_one_lsb(bundle_case, one_thread):
     x = x[: len(x) // 16 * 16]
     lit = LiteRTBackend(int8, reference_kernels=True)
     xq = quantize(x, *lit.input_quant)
-    y_lit = np.concatenate([lit.process_raw(xq[i:i + 16]) for i in range(0, len(x), 16)]).astype(np.int64)
+    y_lit = _stream_int8(lit, xq)
 
     stream_blocks = 48                     # block by block through the step function, state fed back
     states = fq.init_state(dtype=torch.float64)
@@ -58,7 +63,7 @@ def test_fake_quant_equals_litert_int8_within_one_lsb(bundle_case, one_thread):
     d = np.abs(whole - y_lit)
     equal = float(np.mean(d == 0))
     xnn = LiteRTBackend(int8)
-    y_xnn = np.concatenate([xnn.process_raw(xq[i:i + 16]) for i in range(0, len(x), 16)]).astype(np.int64)
+    y_xnn = _stream_int8(xnn, xq)
     dx = np.abs(whole - y_xnn)
     print(f"fake-quant vs LiteRT int8 builtin kernels: {d.size} samples, {equal:.4%} equal, max |diff| {d.max()} LSB; "
           f"vs LiteRT default (XNNPACK): {np.mean(dx == 0):.2%} equal, max {dx.max()} LSB")
@@ -74,10 +79,10 @@ def test_float_rounding_alone_would_not_be_within_one_lsb(bundle_case, one_threa
     x = speech_clip("test", 5, seconds=0.5)
     x = x[: len(x) // 16 * 16]
     lit = LiteRTBackend(int8, reference_kernels=True)
-    y_lit = np.concatenate([lit.process_raw(quantize(x[i:i + 16], *lit.input_quant)) for i in range(0, len(x), 16)])
+    y_lit = _stream_int8(lit, quantize(x, *lit.input_quant))
     with torch.no_grad(), _float_only():
         y = qat.quantize_output(fq(torch.from_numpy(x.astype(np.float64)).reshape(1, 1, -1)), fq).ravel()
-    assert np.abs(y - y_lit.astype(np.int64)).max() > 1
+    assert np.abs(y - y_lit).max() > 1
 
 
 class _float_only:
@@ -193,8 +198,7 @@ def test_quantize_into_reproduces_the_converter_and_the_twin(bundle_case, one_th
 
     def run(model: bytes) -> np.ndarray:
         be = LiteRTBackend(model, reference_kernels=True)
-        xq = quantize(x, *be.input_quant)
-        return np.concatenate([be.process_raw(xq[i:i + 16]) for i in range(0, len(x), 16)]).astype(np.int64)
+        return _stream_int8(be, quantize(x, *be.input_quant))
 
     m = _fitted(audiogram, torch.float32)
     same = qat.quantize_into(int8, m.streaming())
