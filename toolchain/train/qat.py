@@ -94,24 +94,46 @@ def codes(x: Tensor, q: QParams) -> Tensor:
 
 def symmetric_scales(w: Tensor, per_channel: bool = True, levels: int = 127) -> Tensor:
     """TFLite's weight scales in float32: ``max|w| / 127`` per output channel (dim 0), or per tensor."""
-    a = w.detach().abs().to(torch.float32)
-    m = a.flatten(1).amax(dim=1) if per_channel else a.amax()
+    m = _half_range(w, per_channel)
     # an all-zero channel gets scale 1: its weights quantise to 0 either way
     return torch.where(m > 0, m / levels, torch.ones_like(m))
 
 
-def fake_quant_weight(w: Tensor, scales: Tensor, levels: int = 127) -> Tensor:
-    """Per-output-channel symmetric int8 (``[-127, 127]``) fake quantisation, STE gradient."""
-    s = scales.to(w.dtype).reshape(-1, *([1] * (w.dim() - 1)))
-    y = torch.clamp(round_half_away(w / s), -levels, levels) * s
+def _half_range(w: Tensor, per_channel: bool) -> Tensor:
+    a = w.detach().abs().to(torch.float32)
+    return a.flatten(1).amax(dim=1) if per_channel else a.amax()
+
+
+# The converter's own float32 arithmetic (tensorflow/lite/tools/optimize/quantization_utils.cc),
+# not a division in float64: a value that lands within an ulp of a half rounds differently
+# otherwise (one bias of 521 in the shipped default did, on a new CI machine's calibration).
+def weight_integers(w: Tensor, per_channel: bool = True, levels: int = 127) -> Tensor:
+    """int8 weight codes as TFLite computes them: ``round(w · (127 / max|w|))`` in float32."""
+    m = _half_range(w, per_channel)
+    inv = torch.where(m > 0, levels / m, torch.zeros_like(m))
+    inv = inv.reshape(-1, *([1] * (w.dim() - 1))) if per_channel else inv
+    return torch.clamp(round_half_away(w.detach().to(torch.float32) * inv), -levels, levels)
+
+
+def bias_integers(b: Tensor, weight_scales: Tensor, input_scale: float) -> Tensor:
+    """int32 bias codes as TFLite computes them: ``round(b · float(1 / (s_in · s_w)))`` in float32."""
+    s = torch.tensor(input_scale, dtype=torch.float32) * weight_scales.detach().to(torch.float32)
+    inv = torch.where(s != 0, (1.0 / s.double()).float(), torch.zeros_like(s))
+    return torch.clamp(round_half_away(b.detach().to(torch.float32) * inv).double(), -(2 ** 31), 2 ** 31 - 1)
+
+
+def fake_quant_weight(w: Tensor, per_channel: bool = True, levels: int = 127) -> Tensor:
+    """Symmetric int8 (``[-127, 127]``) fake quantisation per output channel (or tensor), STE gradient."""
+    s = symmetric_scales(w, per_channel, levels)
+    s = s.reshape(-1, *([1] * (w.dim() - 1))) if per_channel else s
+    y = weight_integers(w, per_channel, levels).to(w.dtype) * s.to(w.dtype)
     return w + (y - w).detach()
 
 
-def fake_quant_bias(b: Tensor, scales: Tensor) -> Tensor:
-    """int32 bias with per-channel scale ``s_in · s_w``, STE gradient."""
-    s = scales.to(b.dtype)
-    y = torch.clamp(round_half_away(b / s), -(2 ** 31), 2 ** 31 - 1) * s
-    return b + (y - b).detach()
+def fake_quant_bias(b: Tensor, weight_scales: Tensor, input_scale: float) -> Tensor:
+    """int32 bias with per-channel scale ``s_in · s_w`` (valued in float64 for exact accumulators), STE gradient."""
+    y = bias_integers(b, weight_scales, input_scale) * (weight_scales.to(torch.float64) * input_scale)
+    return b + (y.to(b.dtype) - b).detach()
 
 
 def _exact(y_float: Tensor, y_int: Tensor, q: QParams) -> Tensor:
@@ -268,8 +290,8 @@ class FakeQuantConv(StreamingLeaf):
         w, b, stride, dilation = self.float_weights()
         ws = symmetric_scales(w)
         acc_scale = ws.to(torch.float64) * self.in_q.scale
-        wq = fake_quant_weight(w, ws)
-        bq = None if b is None else fake_quant_bias(b, acc_scale)
+        wq = fake_quant_weight(w)
+        bq = None if b is None else fake_quant_bias(b, ws, self.in_q.scale)
         y = F.conv1d(full, wq.to(full.dtype), None if bq is None else bq.to(full.dtype), stride=stride, dilation=dilation)
         with torch.no_grad():
             acc = round_half_away(y.detach().to(torch.float64) / acc_scale[None, :, None]).to(torch.int64)
@@ -297,9 +319,9 @@ class FakeQuantActivation(nn.Module):
         if isinstance(self.inner, nn.PReLU):
             a = self.inner.weight
             sa = symmetric_scales(a, per_channel=False)
-            alpha = fake_quant_weight(a.reshape(1, -1), sa.reshape(1)).reshape(-1)
+            alpha = fake_quant_weight(a, per_channel=False)
             y = torch.where(x >= 0, x, x * alpha.to(x.dtype).reshape(1, -1, 1))
-            a_int = torch.clamp(round_half_away(a.detach().to(torch.float32) / sa), -127, 127).to(torch.int64)
+            a_int = weight_integers(a, per_channel=False).to(torch.int64)
             a_int = a_int.expand(x.shape[1]).reshape(1, -1, 1)
             m1, s1, m2, s2 = ref.prelu_multipliers(self.in_q.scale, float(sa), self.out_q.scale)
         else:
@@ -466,16 +488,15 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
                                      _qparams(details, site.output, site.layer), None, "double_up")
                 w, b, _, _ = conv.float_weights()
                 ws = symmetric_scales(w)
-                wq = torch.clamp(round_half_away(w.float() / ws[:, None, None]), -127, 127)
+                wq = weight_integers(w)
                 put(site.constants[0], wq.permute(0, 2, 1)[:, None].numpy().astype(np.int8), ws.tolist())
                 if b is not None:
-                    bs = (ws.double() * conv.in_q.scale).float()      # TFLite stores s_in·s_w as float32
-                    bq = round_half_away(b.double() / (ws.double() * conv.in_q.scale)).clamp(-(2 ** 31), 2 ** 31 - 1)
-                    put(site.constants[1], bq.numpy().astype(np.int32), bs.tolist())
+                    bs = torch.tensor(conv.in_q.scale, dtype=torch.float32) * ws   # TFLite stores s_in·s_w as float32
+                    put(site.constants[1], bias_integers(b, ws, conv.in_q.scale).numpy().astype(np.int32), bs.tolist())
             elif site.kind == "prelu":
                 a = graph.gm.get_submodule(site.layer).weight.float()
                 sa = symmetric_scales(a, per_channel=False)
-                aq = torch.clamp(round_half_away(a / sa), -127, 127).numpy().astype(np.int8)
+                aq = weight_integers(a, per_channel=False).numpy().astype(np.int8)
                 shape = tuple(tensors[site.constants[0]].shape)
                 put(site.constants[0], np.broadcast_to(aq, (shape[-1],)).reshape(shape).copy(), [float(sa)])
     builder = flatbuffers.Builder(len(int8_tflite) + 4096)
@@ -589,4 +610,4 @@ def _train_step(fq: FakeQuantModel, reference: nn.Module, opt: torch.optim.Optim
 
 __all__ = ["FakeQuant", "FakeQuantActivation", "FakeQuantAdd", "FakeQuantConv", "FakeQuantModel", "QATError", "QATResult",
            "QParams", "build_fake_quant", "host_target", "quantize_into", "fake_quant", "fake_quant_bias", "fake_quant_weight", "qat_finetune",
-           "quantize_output", "round_half_away", "snr_loss", "symmetric_scales"]
+           "quantize_output", "round_half_away", "snr_loss", "symmetric_scales", "weight_integers", "bias_integers"]

@@ -128,7 +128,30 @@ def test_fake_quant_rounding_and_straight_through_gradient():
     w = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0]])
     s = qat.symmetric_scales(w)
     assert s.tolist() == [pytest.approx(1 / 127), 1.0]
-    assert qat.fake_quant_weight(w, s)[0].tolist() == pytest.approx([1.0, -64 / 127, 32 / 127])
+    assert qat.fake_quant_weight(w)[0].tolist() == pytest.approx([1.0, -64 / 127, 32 / 127])
+
+
+def test_bias_codes_use_the_converters_float32_arithmetic():
+    """A bias whose b / (s_in·s_w) is 155418.4927 in float64 but exactly .5 in TFLite's float32
+    ``b · float(1 / (s_in·s_w))``: the converter wrote 155419 (a default bundle on a new machine)."""
+    b = torch.tensor([0.14530566334724426, -0.14530566334724426])
+    ws = torch.tensor([0.001247611828148365, 0.001247611828148365])
+    s_in = 0.0007493770099245012
+    assert float(b[0].double() / (ws[0].double() * s_in)) == pytest.approx(155418.4927, abs=1e-4)
+    assert qat.bias_integers(b, ws, s_in).tolist() == [155419.0, -155419.0]
+    # the fake-quant value is the code times s_in·s_w, with a straight-through gradient
+    bb = b.clone().requires_grad_(True)
+    y = qat.fake_quant_bias(bb, ws, s_in)
+    assert y[0].item() == pytest.approx(155419 * 0.001247611828148365 * s_in, rel=1e-7)
+    y.sum().backward()
+    assert bb.grad.tolist() == [1.0, 1.0]
+
+
+def test_weight_codes_are_half_away_at_full_scale():
+    w = torch.tensor([[2.0, -1.0, 1.0 / 127 * 2 * 0.5, 0.0]])
+    q = qat.weight_integers(w)
+    assert q.tolist() == [[127.0, -64.0, 1.0, 0.0]]       # -63.5 and 0.5 go away from zero
+    assert qat.weight_integers(torch.zeros(2, 3)).abs().sum() == 0
 
 
 def test_weight_scales_are_checked_against_the_tflite(bundle_case):
