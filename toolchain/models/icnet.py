@@ -218,6 +218,11 @@ class SincConv(nn.Module):
     filter construction follow the released ICNet layer so that its weights import unchanged.
     """
 
+    #: Not seed constants (neither seed 000 nor 001 states them): the SincNet convention of
+    #: Ravanelli & Bengio's reference ``sinc_conv`` (mravanelli/SincNet, dnn_models.py:
+    #: ``min_freq=50.0; min_band=50.0``), kept by the released ICNet ``SincConv1D`` (adapted from
+    #: grausof/keras-sincnet). The mel initialisation in ``__init__`` (points equally spaced from
+    #: 80 to mel(fs/2), first lower edge 30 Hz, last upper edge fs/2 − 100 Hz) is SincNet's too.
     MIN_FREQ_HZ = 50.0
     MIN_BAND_HZ = 50.0
 
@@ -423,6 +428,11 @@ def time_transfer(psi: Tensor, t: Tensor | float, scale: Tensor, slope: Tensor, 
 class PsiICNetConfig:
     """ψ-ICNet (seed 000): ICNet's encoder, ψ conditioning, fusion convs, one shared decoder."""
 
+    #: The encoder is ICNet's (001: five convs of 128 filters of size 64). Seed 000 is
+    #: inconsistent here: its Fig. 1 caption says "5 causal convolutional layers with 246 kernels
+    #: of size 60", its text says "We use the same sound encoder as ICNet" and that the encoders
+    #: "were initialised with weights from an ICNet model". We follow the text (128 × 64), which
+    #: is also what lets :meth:`PsiICNet.from_icnet` copy ICNet's encoder weights.
     encoder: ICNetConfig = field(default_factory=lambda: ICNetConfig(n_branches=1))
     n_psi: int = 6
     n_animals: int = PSI_ANIMALS
@@ -498,6 +508,9 @@ class PsiICNet(nn.Module):
         self.config = c
         self.encoder = ICNetEncoder(e)
         ex = (c.n_psi,) + c.expand_channels
+        # PReLU after each ψ expansion and fusion conv is our assumption, not stated in seed 000
+        # (its Fig. 1 names the convs but no activation): ICNet (001 §DNN models) follows every hidden
+        # conv — encoder, bottleneck, time input — with a PReLU, so we do the same here.
         self.expand = nn.ModuleList(ConvPReLU(ex[i], ex[i + 1], c.expand_kernel) for i in range(len(ex) - 1))
         widths = (c.fused_in,) + c.fusion_widths()
         self.fusion = nn.ModuleList(ConvPReLU(widths[i], widths[i + 1], c.fusion_kernel) for i in range(c.fusion_layers))
@@ -636,8 +649,9 @@ def save_psi_icnet(model: PsiICNet, path: str | os.PathLike[str], *, audiogram_t
     """Write a ψ-ICNet checkpoint: config, state dict and (optionally) an audiogram → ψ map.
 
     ``audiogram_to_psi`` = ``{"weight": (n_psi, 8), "bias": (n_psi,)}`` maps thresholds / 100
-    (dB HL at 250..8000 Hz) to raw ψ means — ψ-ICNet learns ψ per animal, so a map to human
-    audiograms must be fitted separately (e.g. ABR thresholds as in 000's ABRNet).
+    (dB HL at 250..8000 Hz) to raw ψ means. It is user-supplied, not from the seeds: ψ-ICNet
+    learns ψ per animal from neural recordings (seed 000), so a map to human audiograms is the
+    checkpoint owner's own fit (e.g. against ABR thresholds as in 000's ABRNet comparison).
     """
     payload: dict[str, Any] = {"format": "psi-icnet/1", "config": model.config.to_dict(),
                                "state_dict": model.state_dict()}

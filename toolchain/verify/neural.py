@@ -183,9 +183,17 @@ def psi_for_audiogram(mapping: Mapping[str, Any] | None, thresholds_db_hl: Seque
     """Raw ψ means for an audiogram from a checkpoint's ``audiogram_to_psi`` linear map.
 
     ``mapping = {"weight": (n_psi, 8), "bias": (n_psi,)}`` applied to thresholds / 100.
+
+    The map is the user's, not the seed's: seed 000 learns ψ per animal from recordings of
+    midbrain activity (and argues audiometric thresholds describe hearing loss less well; its
+    ABRNet variant, which feeds ABR thresholds instead of learned ψ, did worse). Nothing in the
+    seeds maps a human audiogram to ψ. Whoever trains a ψ-ICNet and fits such a map stores it
+    with that checkpoint (:func:`toolchain.models.icnet.save_psi_icnet`); without one, ψ must be
+    given explicitly (``toolchain verify --psi / --psi-normal``).
     """
     if mapping is None:
-        raise ValueError("the ψ-ICNet checkpoint has no audiogram → ψ map; pass ψ explicitly")
+        raise ValueError("the ψ-ICNet checkpoint has no audiogram → ψ map (a user-supplied map; seed 000 learns ψ "
+                         "per animal, not from audiograms)")
     w = np.asarray(mapping.get("weight"), np.float64)
     b = np.asarray(mapping.get("bias", np.zeros(n_psi)), np.float64).reshape(-1)
     a = np.asarray(thresholds_db_hl, np.float64).reshape(-1) / 100.0

@@ -11,7 +11,11 @@ Sections (DESIGN.md, "Verification on the full-precision path"):
 * **midbrain fidelity** — ICNet / ψ-ICNet (:mod:`toolchain.verify.neural`) in fp32, CUDA when
   present, with the seconds of compute per second of audio. The project cannot download
   weights: without ``--icnet-weights`` / ``--psi-icnet`` the section says it did not run (and
-  times a randomly initialised ICNet, labelled as such, for the speed figure only).
+  times a randomly initialised ICNet, labelled as such, for the speed figure only). The
+  impaired-listener comparison needs a ψ-ICNet checkpoint *and* ψ for the listener: ``--psi``
+  (and ``--psi-normal``), or the audiogram → ψ map stored with the user's checkpoint — a
+  user-supplied map, not from the seeds (seed 000 learns ψ per animal from recordings). Without
+  either it is reported as "not run" with what is missing, never as a number.
 
 Any user mistake — a missing or malformed weights file, a ``config.yaml`` that does not match
 the architecture, a bad bundle, an unwritable output — raises :class:`VerifyError` (a
@@ -361,13 +365,60 @@ def _haspi_section(haspi_v2: Any, why: str | None, audiogram: Mapping[str, Any] 
             "what": "HASPI v2 (pyclarity) of each condition against the clean speech, for the bundle's audiogram"}
 
 
+_NO_PSI_CHECKPOINT = ("no ψ-ICNet checkpoint (--psi-icnet FILE): there is no impaired midbrain model, so how much "
+                      "of the hearing-loss gap the compensator closes was not measured")
+_MAP_SOURCE = "the checkpoint's audiogram → ψ map (user-supplied with the checkpoint, not from seed 000)"
+
+
+def _resolve_psi(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, Any] | None
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, dict[str, str], str | None]:
+    """ψ of the listener and of normal hearing: ``(psi_hi, psi_nh, sources, why_not)``.
+
+    ``--psi`` / ``--psi-normal`` win; otherwise the user's audiogram → ψ map stored with the
+    checkpoint, at the bundle's audiogram and at 0 dB HL. ``why_not`` names exactly what is
+    missing when either ψ cannot be had (seed 000 learns ψ per animal; it gives no such map).
+    """
+    from toolchain.verify.neural import psi_for_audiogram
+
+    n_psi = models.psi.config.n_psi
+    sources: dict[str, str] = {}
+    missing: list[str] = []
+    psi_hi = psi_nh = None
+    if opts.psi is not None:
+        psi_hi, sources["impaired"] = np.asarray(opts.psi, np.float32), "--psi"
+    elif audiogram is None:
+        missing.append("the bundle has no audiogram and no --psi was given")
+    elif models.psi_map is None:
+        missing.append("no --psi was given and the ψ-ICNet checkpoint has no audiogram → ψ map (a user-supplied map; "
+                       "seed 000 learns ψ per animal, not from audiograms)")
+    if opts.psi_normal is not None:
+        psi_nh, sources["normal"] = np.asarray(opts.psi_normal, np.float32), "--psi-normal"
+    elif models.psi_map is None:
+        missing.append("no --psi-normal was given and the ψ-ICNet checkpoint has no audiogram → ψ map to evaluate at "
+                       "0 dB HL")
+    try:
+        if psi_hi is None and not missing and audiogram is not None:
+            psi_hi = psi_for_audiogram(models.psi_map, audiogram["thresholds_db_hl"], n_psi)
+            sources["impaired"] = _MAP_SOURCE + " at the bundle's audiogram"
+        if psi_nh is None and models.psi_map is not None:
+            n = len(audiogram["thresholds_db_hl"]) if audiogram else 8
+            psi_nh = psi_for_audiogram(models.psi_map, [0.0] * n, n_psi)
+            sources["normal"] = _MAP_SOURCE + " at 0 dB HL"
+    except ValueError as e:  # a map of the wrong shape
+        missing.append(f"the checkpoint's audiogram → ψ map is unusable ({e})")
+    if missing or psi_hi is None or psi_nh is None:
+        what = "no ψ for this audiogram" if psi_hi is None else "no normal-hearing ψ for the reference"
+        return None, None, sources, f"{what}: " + "; ".join(missing or ["ψ could not be determined"])
+    return psi_hi, psi_nh, sources, None
+
+
 def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, Any] | None,
                       clean: Sequence[np.ndarray], conditions: Mapping[str, Sequence[np.ndarray]], fs: int,
                       device: Any, progress: Progress, lags: Sequence[int]) -> dict[str, Any]:
     import torch
 
     from toolchain.models.icnet import ICNet
-    from toolchain.verify.neural import MidbrainModel, compare, psi_for_audiogram, time_model
+    from toolchain.verify.neural import MidbrainModel, compare, time_model
 
     if models.icnet is None and models.psi is None:
         torch.manual_seed(opts.seed)
@@ -377,8 +428,10 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
     sec: dict[str, Any] = {"architecture": _architecture(arch_net), "alignment_lag_samples": list(lags)}
     if models.icnet is None and models.psi is None:
         sec["status"] = "not run"
-        sec["reason"] = ("no ICNet weights given (--icnet-weights FILE with its config.yaml); the project cannot "
-                         "download them, so no midbrain fidelity numbers exist for this bundle")
+        sec["reason"] = ("no ICNet weights given (--icnet-weights FILE with its config.yaml) and no ψ-ICNet "
+                         "checkpoint (--psi-icnet FILE); the project cannot download them, so no midbrain fidelity "
+                         "numbers exist for this bundle")
+        sec["comparisons"] = {"impaired": {"status": "not run", "reason": _NO_PSI_CHECKPOINT}}
         progress("timing ICNet (random weights, speed only)")
         timing = time_model(MidbrainModel("ICNet (random initialisation)", arch_net), device,
                             seconds=opts.timing_seconds, batch_frames=opts.batch_frames, seed=opts.seed)
@@ -394,25 +447,10 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
         sec["icnet_import"] = {"weights": ir.weights, "config": ir.config, "layout": ir.layout,
                                "graph_traced": ir.graph_traced, "parameters": ir.parameters, "mapping": ir.mapping}
     if models.psi is not None:
-        n_psi = models.psi.config.n_psi
-        psi_hi = psi_nh = None
-        why = None
-        try:
-            if opts.psi is not None:
-                psi_hi = np.asarray(opts.psi, np.float32)
-            elif audiogram is not None:
-                psi_hi = psi_for_audiogram(models.psi_map, audiogram["thresholds_db_hl"], n_psi)
-            else:
-                why = "the bundle has no audiogram and no --psi was given"
-            if opts.psi_normal is not None:
-                psi_nh = np.asarray(opts.psi_normal, np.float32)
-            elif psi_hi is not None:
-                psi_nh = psi_for_audiogram(models.psi_map, [0.0] * len(audiogram["thresholds_db_hl"]) if audiogram
-                                           else [0.0] * 8, n_psi)
-        except ValueError as e:
-            why = str(e)
+        psi_hi, psi_nh, sources, why = _resolve_psi(opts, models, audiogram)
         if psi_hi is None or psi_nh is None:
-            sec["comparisons"]["impaired"] = {"status": "not run", "reason": f"no ψ for the audiogram: {why}"}
+            sec["comparisons"]["impaired"] = {"status": "not run", "reason": why}
+            notes.append(f"impaired comparison not run ({why.split(':', 1)[0]})")
         else:
             cond = lambda v: models.psi.condition(torch.as_tensor(v).reshape(1, -1))  # noqa: E731
             show = lambda v: [round(float(a), 3) for a in v]  # noqa: E731
@@ -423,14 +461,14 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
                         seed=opts.seed)
             d = c.to_dict()
             d["status"] = "ok"
+            d["psi"] = {"impaired": show(psi_hi), "normal": show(psi_nh), "source": sources}
+            d["what"] = ("impaired ψ-ICNet on each processed version vs normal-hearing ψ-ICNet on the clean speech: "
+                         "how much of the hearing-loss gap the processing closes")
             d["examples"] = {k: v for k, v in c.examples.items()}
             sec["comparisons"]["impaired"] = d
     else:
-        sec["comparisons"]["impaired"] = {
-            "status": "not run",
-            "reason": "no ψ-ICNet weights (--psi-icnet FILE): there is no impaired midbrain model, so how much of "
-                      "the hearing-loss gap the compensator closes was not measured"}
-        notes.append("impaired comparison not run (no ψ-ICNet weights)")
+        sec["comparisons"]["impaired"] = {"status": "not run", "reason": _NO_PSI_CHECKPOINT}
+        notes.append("impaired comparison not run (no ψ-ICNet checkpoint)")
     if models.icnet is not None:
         progress("ICNet: normal-hearing model on processed vs clean speech")
         net = MidbrainModel(f"ICNet ({models.icnet.config.n_branches} branches, stationary time input 1 h)", models.icnet)
@@ -448,7 +486,8 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
         sec["timing"] = {"seconds_per_second": float(np.mean(timings)), "device": str(device),
                          "batch_frames": opts.batch_frames, "weights": "given"}
     if notes:
-        sec["status"] = "partial"
+        ran = any(isinstance(v, dict) and v.get("status") == "ok" for v in sec["comparisons"].values())
+        sec["status"] = "partial" if ran else "not run"
         sec["reason"] = "; ".join(notes)
     return sec
 
@@ -616,6 +655,11 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
             continue
         parts.append(f"<p>reference: {html.escape(cmp['reference_model'])} on clean speech; test: "
                      f"{html.escape(cmp['test_model'])}. {html.escape(cmp.get('what', ''))}</p>")
+        if cmp.get("psi"):
+            src = cmp["psi"].get("source") or {}
+            parts.append("<p>ψ: " + "; ".join(f"{html.escape(k)} {html.escape(str(cmp['psi'].get(k)))} from "
+                                               f"{html.escape(str(src.get(k, '?')))}" for k in ("impaired", "normal"))
+                         + "</p>")
         parts.append("<table><tr><th>condition</th><th>FEVE</th><th>KL_W</th><th>median r</th>"
                      "<th>FEVE gap closed</th><th>KL_W gap closed</th></tr>" + "".join(
                          f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['feve'])}</td><td>{_fmt(v['kl_w'], 4)}</td>"
@@ -658,9 +702,10 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--psi-icnet", metavar="F", type=Path,
                         help="ψ-ICNet checkpoint (toolchain.models.icnet.save_psi_icnet): the impaired midbrain model")
     parser.add_argument("--psi", metavar="V,V,..", type=_floats,
-                        help="ψ means for the listener (default: the checkpoint's audiogram → ψ map)")
+                        help="ψ means for the listener (default: the audiogram → ψ map stored with the "
+                             "checkpoint, if its owner supplied one); a leading minus needs --psi=-1,2,..")
     parser.add_argument("--psi-normal", metavar="V,V,..", type=_floats,
-                        help="ψ means of normal hearing (default: the map at 0 dB HL)")
+                        help="ψ means of normal hearing (default: that map at 0 dB HL)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where ICNet runs (default: CUDA when present, else the CPU)")
     parser.add_argument("--json", metavar="F", type=Path, help="JSON report (default BUNDLE.verify.json beside the bundle)")
@@ -698,6 +743,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         if cmp.get("status") == "ok":
             lines.append(f"  {key}: " + "; ".join(f"{k} FEVE {_fmt(v['feve'])} KL_W {_fmt(v['kl_w'], 4)}"
                                                  for k, v in cmp["conditions"].items()))
+        else:
+            lines.append(f"  {key}: {cmp.get('status')} ({cmp.get('reason')})")
     if mb.get("timing"):
         t = mb["timing"]
         lines.append(f"ICNet speed: {t['seconds_per_second']:.3f} s per second of audio on {t['device']} ({t['weights']})")

@@ -109,6 +109,31 @@ def test_bad_bundle_and_bad_options_are_one_line_errors(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("toolchain verify: error:")
 
 
+def _fake_clarity() -> tuple:
+    """pyclarity's ``haspi_v2`` and ``NALR`` stand-ins (NAL-R = gain 2 and a delay it removes) + call counts."""
+    calls: dict[str, int] = {"haspi": 0, "nalr": 0}
+
+    def haspi_v2(x, fx, y, fy, hl, level1):  # the older pyclarity signature
+        calls["haspi"] += 1
+        assert len(hl) == 6 and fx == fy == 16000 and level1 == pytest.approx(103.0103, abs=1e-3)
+        return float(np.clip(np.corrcoef(x, y)[0, 1], 0, 1)), None
+
+    class NALR:
+        def __init__(self, nfir, sample_rate):
+            self.nfir = nfir
+
+        def build(self, hl, cfs):
+            calls["nalr"] += 1
+            h = np.zeros(self.nfir + 1)
+            h[self.nfir // 2] = 2.0
+            return h, h
+
+        def apply(self, h, x):
+            return np.convolve(x, h)
+
+    return haspi_v2, NALR, calls
+
+
 # ------------------------------------------------------------------------------ reports
 def _read(path: Path) -> dict:
     text = path.read_text()
@@ -133,8 +158,10 @@ def test_report_without_weights_says_the_neural_check_did_not_run(tmp_path, fake
     assert data["haspi"] == {"status": "not available", "reason": "pyclarity not installed"}
     assert data["nal_r"]["status"] == "not available"
     mb = data["midbrain"]
-    assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"]
-    assert "comparisons" not in mb  # no fidelity numbers without weights
+    assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"] and "no ψ-ICNet checkpoint" in mb["reason"]
+    # No fidelity numbers without weights: the impaired comparison says what is missing, with no number.
+    assert mb["comparisons"] == {"impaired": {"status": "not run", "reason": rp._NO_PSI_CHECKPOINT}}
+    assert "no ψ-ICNet checkpoint (--psi-icnet FILE)" in mb["comparisons"]["impaired"]["reason"]
     assert mb["timing"]["seconds_per_second"] > 0 and "random" in mb["timing"]["weights"]
     assert mb["architecture"]["parameters"] == 6_589_600
     assert mb["alignment_lag_samples"] == [3, 3]
@@ -155,26 +182,7 @@ def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
     export_legacy_h5(net, wdir / "model_weights.hdf5")
     write_config_yaml(wdir / "config.yaml", net.config)
 
-    calls: dict[str, int] = {"haspi": 0, "nalr": 0}
-
-    def haspi_v2(x, fx, y, fy, hl, level1):  # the older pyclarity signature
-        calls["haspi"] += 1
-        assert len(hl) == 6 and fx == fy == 16000 and level1 == pytest.approx(103.0103, abs=1e-3)
-        return float(np.clip(np.corrcoef(x, y)[0, 1], 0, 1)), None
-
-    class NALR:
-        def __init__(self, nfir, sample_rate):
-            self.nfir = nfir
-
-        def build(self, hl, cfs):
-            calls["nalr"] += 1
-            h = np.zeros(self.nfir + 1)
-            h[self.nfir // 2] = 2.0
-            return h, h
-
-        def apply(self, h, x):
-            return np.convolve(x, h)
-
+    haspi_v2, NALR, calls = _fake_clarity()
     monkeypatch.setattr(rp, "clarity_tools", lambda: (haspi_v2, NALR, None))
     opts = VerifyOptions(bundle=fake_bundle.path, icnet_weights=wdir / "model_weights.hdf5", device="cpu", clips=1,
                          json_path=tmp_path / "r.json", html_path=tmp_path / "r.html")
@@ -217,3 +225,132 @@ def test_psi_icnet_checkpoint_round_trip_and_errors(tmp_path):
     with pytest.raises(VerifyError) as e:
         verify_main(_args(str(tmp_path / "bundle"), "--psi-icnet", str(junk)))
     assert "not a ψ-ICNet checkpoint" in _one_line(e)
+
+
+def test_midbrain_section_end_to_end_with_psi_icnet_and_icnet(tmp_path, fake_bundle, monkeypatch):
+    """A random ψ-ICNet checkpoint with explicit ψ (``--psi``) and a random ICNet: both comparisons run
+    through the real models, each condition has finite FEVE / KL_W / correlation and a gap closed."""
+    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
+
+    torch.manual_seed(0)
+    wdir = tmp_path / "DNN"
+    wdir.mkdir()
+    net = ICNet(ICNetConfig(n_branches=1))
+    export_legacy_h5(net, wdir / "model_weights.hdf5")
+    write_config_yaml(wdir / "config.yaml", net.config)
+    psi_net = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
+    with torch.no_grad():  # at its random initialisation ψ barely moves the output; make it matter
+        for conv in psi_net.expand:
+            conv.conv.conv.weight.mul_(20.0)
+    psi_ckpt = tmp_path / "psi.pt"
+    save_psi_icnet(psi_net, psi_ckpt)  # no audiogram → ψ map: ψ comes from --psi / --psi-normal
+    haspi_v2, NALR, _ = _fake_clarity()
+    monkeypatch.setattr(rp, "clarity_tools", lambda: (haspi_v2, NALR, None))
+    argv = [str(fake_bundle.path), "--icnet-weights", str(wdir / "model_weights.hdf5"), "--psi-icnet", str(psi_ckpt),
+            "--psi", "4,-3,6", "--psi-normal=-4,-4,-4", "--device", "cpu", "--clips", "1",
+            "--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html")]
+    opts = rp.options_from_args(_args(*argv))
+    assert opts.psi == (4.0, -3.0, 6.0) and opts.psi_normal == (-4.0, -4.0, -4.0)
+    run_verify(opts, progress=lambda s: None, bundle=fake_bundle, speech=_speech(1, 0.5), compensate=_int8,
+               fp32=_fp32, latency_probe=lambda: 16)
+    mb = _read(tmp_path / "r.json")["midbrain"]
+    assert mb["status"] == "ok" and "reason" not in mb
+    imp = mb["comparisons"]["impaired"]
+    assert imp["status"] == "ok" and imp["impaired_model"] is True
+    assert imp["psi"]["impaired"] == [4.0, -3.0, 6.0] and imp["psi"]["normal"] == [-4.0, -4.0, -4.0]
+    assert imp["psi"]["source"] == {"impaired": "--psi", "normal": "--psi-normal"}
+    nh = mb["comparisons"]["normal_hearing_icnet"]
+    assert nh["status"] == "ok" and nh["impaired_model"] is False
+    for cmp in (imp, nh):
+        conds = cmp["conditions"]
+        assert set(conds) == {"normal hearing (ceiling)", "unprocessed", "compensated", "nal-r"}
+        for name, row in conds.items():
+            for k in ("feve", "kl_w", "correlation_median"):
+                assert isinstance(row[k], float) and np.isfinite(row[k]), (name, k, row[k])
+    # The impaired model differs from the reference, so the gap is non-zero and its closed fraction exists.
+    conds = imp["conditions"]
+    ceiling, unprocessed = conds["normal hearing (ceiling)"], conds["unprocessed"]
+    assert abs(ceiling["feve"] - unprocessed["feve"]) > 1e-2 and abs(ceiling["kl_w"] - unprocessed["kl_w"]) > 1e-3
+    for name in ("compensated", "nal-r"):
+        for k in ("feve_gap_closed", "kl_w_gap_closed"):
+            assert isinstance(conds[name][k], float) and np.isfinite(conds[name][k]), (name, k)
+    assert mb["timing"]["seconds_per_second"] > 0 and mb["timing"]["weights"] == "given"
+    page = (tmp_path / "r.html").read_text()
+    assert "from --psi" in page and "gap closed" in page
+
+
+def test_impaired_comparison_without_psi_says_what_is_missing(tmp_path, fake_bundle, monkeypatch):
+    """A ψ-ICNet checkpoint without an audiogram → ψ map and no --psi: "not run", naming what is missing."""
+    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
+
+    torch.manual_seed(0)
+    psi_ckpt = tmp_path / "psi.pt"
+    save_psi_icnet(PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64))), psi_ckpt)
+    monkeypatch.setattr(rp, "clarity_tools", lambda: (None, None, rp.NOT_INSTALLED))
+    common = dict(bundle=fake_bundle.path, psi_icnet=psi_ckpt, device="cpu", clips=1,
+                  json_path=tmp_path / "r.json", html_path=tmp_path / "r.html")
+    kw = dict(progress=lambda s: None, bundle=fake_bundle, speech=_speech(1, 0.25), compensate=_int8, fp32=_fp32,
+              latency_probe=lambda: 16)
+    rep = run_verify(VerifyOptions(**common), **kw)
+    mb = _read(tmp_path / "r.json")["midbrain"]
+    assert mb["status"] == "not run" and mb["reason"] == "impaired comparison not run (no ψ for this audiogram)"
+    imp = mb["comparisons"]["impaired"]
+    assert set(imp) == {"status", "reason"} and imp["status"] == "not run"
+    assert imp["reason"].startswith("no ψ for this audiogram: no --psi was given and the ψ-ICNet checkpoint has no "
+                                    "audiogram → ψ map")
+    assert "seed 000 learns ψ per animal" in imp["reason"] and "--psi-normal" in imp["reason"]
+    assert any("impaired: not run (no ψ for this audiogram" in line for line in rp.summary_lines(rep))
+    # --psi alone: the listener's ψ is there, the normal-hearing reference's is not.
+    run_verify(VerifyOptions(**common, psi=(1.0, 2.0, 3.0)), **kw)
+    imp = _read(tmp_path / "r.json")["midbrain"]["comparisons"]["impaired"]
+    assert imp["status"] == "not run" and imp["reason"].startswith("no normal-hearing ψ for the reference: no "
+                                                                   "--psi-normal was given")
+
+
+
+def test_psi_from_the_users_map_is_labelled_as_such():
+    """With the audiogram → ψ map stored in a user's checkpoint, ψ comes from it (at the audiogram and at
+    0 dB HL) and the report says where it came from; a map of the wrong shape is named as the reason."""
+    from toolchain.models.icnet import PsiICNet, PsiICNetConfig
+
+    net = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
+    w = np.zeros((3, 8))
+    w[0] = 1.0
+    ag = {"thresholds_db_hl": [20, 25, 35, 45, 50, 55, 60, 65]}
+    models = rp._Models(psi=net, psi_map={"weight": w, "bias": [0.0, 1.0, 0.0]})
+    hi, nh, src, why = rp._resolve_psi(VerifyOptions(bundle=Path(".")), models, ag)
+    assert why is None and np.allclose(hi, [3.55, 1.0, 0.0]) and np.allclose(nh, [0.0, 1.0, 0.0])
+    assert "user-supplied" in src["impaired"] and "not from seed 000" in src["normal"] and "0 dB HL" in src["normal"]
+    hi, nh, src, why = rp._resolve_psi(VerifyOptions(bundle=Path("."), psi=(1.0, 2.0, 3.0)), models, ag)
+    assert src["impaired"] == "--psi" and np.allclose(hi, [1, 2, 3]) and np.allclose(nh, [0.0, 1.0, 0.0])
+    bad = rp._Models(psi=net, psi_map={"weight": np.zeros((6, 8))})
+    hi, nh, _, why = rp._resolve_psi(VerifyOptions(bundle=Path(".")), bad, ag)
+    assert hi is None and nh is None and why.startswith("no ψ for this audiogram: the checkpoint's audiogram → ψ map "
+                                                        "is unusable")
+
+
+@pytest.mark.slow
+def test_cli_verify_on_the_default_bundle_with_real_pyclarity(default_bundle, tmp_path):
+    """``toolchain verify`` as a user runs it on the shipped default bundle (real pyclarity, no weights):
+    exit 0, HASPI computed, the midbrain section and its impaired comparison marked "not run"."""
+    from tests.conftest import run_toolchain
+
+    js, page = tmp_path / "v.json", tmp_path / "v.html"
+    r = run_toolchain("verify", str(default_bundle), "--clips", "1", "--seconds", "0.5", "--device", "cpu",
+                      "--json", str(js), "--html", str(page), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = _read(js)
+    h = data["haspi"]
+    assert h["status"] == "ok" and set(h["scores"]) == {"unprocessed", "compensated", "nal-r"}
+    for name, s in h["scores"].items():
+        assert len(s["per_clip"]) == 1 and 0.0 <= s["mean"] <= 1.0 and np.isfinite(s["mean"]), name
+    assert data["nal_r"]["status"] == "ok"
+    s = data["int8_vs_fp32"]
+    assert s["status"] == "ok" and np.isfinite(s["measured_snr_db"])
+    assert data["latency"]["impulse_matches_manifest"] is True
+    mb = data["midbrain"]
+    assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"]
+    assert mb["comparisons"] == {"impaired": {"status": "not run", "reason": rp._NO_PSI_CHECKPOINT}}
+    assert "random" in mb["timing"]["weights"] and mb["timing"]["seconds_per_second"] > 0
+    assert "HASPI v2: unprocessed" in r.stdout and "midbrain: not run" in r.stdout
+    assert "not run" in page.read_text()
