@@ -285,6 +285,12 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     with torch.no_grad():
         ref_q = np.concatenate([graph.gm(torch.from_numpy(c).reshape(1, 1, -1)).numpy().ravel() for c in xq])
     snr_input = snr_db(np.concatenate([c[: len(c) // block * block] for c in test]), np.concatenate(xq))
+    # Two ceilings no int8 graph can pass: the exact fp32 model fed the int8 input samples (the
+    # input grid's error carried through the compensator's gain), and the exact fp32 output rounded
+    # to the output's int8 grid.
+    snr_input_ceiling = snr_db(ref, ref_q)
+    sy, zy = int8_backend.output_quant
+    snr_output = snr_db(ref, dequantize(quantize(ref, sy, zy), sy, zy))
     snr_graph = snr_db(ref_q, y8)
     fp32_err = float(np.max(np.abs(np.concatenate([stream(fp32_backend, c) for c in test]) - ref)))
     onnx_err = float(np.max(np.abs(np.concatenate([stream(onnx_backend, c) for c in test]) - ref)))
@@ -335,6 +341,8 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         "int8_vs_fp32_snr_db": round(snr8, 3),
         "int8_graph_vs_fp32_same_input_snr_db": round(snr_graph, 3),
         "int8_input_quantization_snr_db": round(snr_input, 3),
+        "int8_output_quantization_snr_db": round(snr_output, 3),
+        "fp32_on_int8_input_snr_db": round(snr_input_ceiling, 3),
         "int8_vs_fp32_speech_level_db_spl": f"{opts.speech_level_db_spl[0]:g}-{opts.speech_level_db_spl[1]:g}",
         "int8_vs_fp32_test_seconds": round(len(y8) / sr, 3),
         "keras_vs_torch_max_abs": keras_err,

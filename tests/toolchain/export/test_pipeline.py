@@ -27,6 +27,9 @@ def test_manifest_has_the_design_fields(default_bundle):
     # the breakdown is consistent: the end-to-end error cannot be smaller than either part's
     assert mt["int8_vs_fp32_snr_db"] <= min(mt["int8_graph_vs_fp32_same_input_snr_db"],
                                             mt["int8_input_quantization_snr_db"]) + 3.0
+    # ... nor smaller than the int8 output grid's own rounding of the exact fp32 output
+    assert mt["int8_vs_fp32_snr_db"] <= mt["int8_output_quantization_snr_db"] + 0.5
+    assert mt["fp32_on_int8_input_snr_db"] <= mt["int8_input_quantization_snr_db"] + 6.0
     assert d["audiogram"]["thresholds_db_hl"] == [20, 25, 35, 45, 50, 55, 60, 65]
 
 
