@@ -68,6 +68,11 @@ class HLSimConfig:
     audiogram_conv_channels: int = 8
     mask_beta: float = 2.0    # MP-SENet learnable sigmoid upper bound
     freq_stages: int = 2      # stride-2 frequency halvings before the dual-path blocks (201 -> 101 -> 51)
+    # "lean" layout (the shipped simulator's speed fix): one decoder trunk shared by the mask and
+    # phase heads, and no C-channel layer at full frequency resolution: the encoder's first layer
+    # reads pairs of input bins, the decoder's last doubling writes the heads. The full-resolution
+    # tensors were a third of the CPU time. False = the original layout (older checkpoints).
+    lean: bool = False
     full_scale_sine_db_spl: float = DEFAULT_CALIBRATION.full_scale_sine_db_spl
 
     def __post_init__(self) -> None:
@@ -75,12 +80,18 @@ class HLSimConfig:
             v = getattr(self, f.name)
             if f.name == "freq_stages" and v == 0:
                 continue
+            if f.name == "lean":
+                if not isinstance(v, bool):
+                    raise HLSimConfigError(f"hlsim.lean = {v!r}: expected true or false")
+                continue
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
                 raise HLSimConfigError(f"hlsim.{f.name} = {v!r}: expected a positive number")
         if self.hop > self.n_fft:
             raise HLSimConfigError(f"hlsim.hop = {self.hop} exceeds n_fft = {self.n_fft}")
         if self.kernel_time % 2 == 0 or self.kernel_freq % 2 == 0:
             raise HLSimConfigError("hlsim kernel sizes must be odd (same-length convolutions)")
+        if self.lean and self.freq_stages < 1:
+            raise HLSimConfigError("hlsim.lean needs freq_stages >= 1 (its first and last layers change resolution)")
 
     @property
     def n_freq(self) -> int:
@@ -219,28 +230,42 @@ class HLSim(nn.Module):
         c = cfg.channels
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.audiogram_encoder = AudiogramEncoder(cfg.n_freq, cfg.audiogram_conv_channels)
-        down: list[nn.Module] = [nn.Linear(4, c), nn.ReLU(inplace=True)]
-        for _ in range(cfg.freq_stages):
-            down += [_HalveFreq(c, c), nn.ReLU(inplace=True)]
+        n_in = 4   # compressed magnitude, phase, audiogram channel, bin level
+        if cfg.lean:
+            down: list[nn.Module] = [_HalveFreq(n_in, c), nn.ReLU(inplace=True)]
+            for _ in range(cfg.freq_stages - 1):
+                down += [_HalveFreq(c, c), nn.ReLU(inplace=True)]
+        else:
+            down = [nn.Linear(n_in, c), nn.ReLU(inplace=True)]
+            for _ in range(cfg.freq_stages):
+                down += [_HalveFreq(c, c), nn.ReLU(inplace=True)]
         self.encoder = nn.Sequential(*down)
         self.blocks = nn.Sequential(*[DualPathBlock(cfg) for _ in range(cfg.blocks)])
 
         def decoder(out: int) -> nn.Sequential:
             up: list[nn.Module] = []
-            for _ in range(cfg.freq_stages):
+            for _ in range(cfg.freq_stages - (1 if cfg.lean else 0)):
                 up += [_DoubleFreq(c, c), nn.ReLU(inplace=True)]
-            return nn.Sequential(*up, nn.Linear(c, out))
+            return nn.Sequential(*up, _DoubleFreq(c, out) if cfg.lean else nn.Linear(c, out))
 
-        self.mask_decoder = decoder(1)
         self.mask_slope = nn.Parameter(torch.ones(cfg.n_freq))   # learnable sigmoid slope per bin
-        self.phase_decoder = decoder(2)
-        # Both decoders start as the identity (mask β·σ(0) = 1; phase rotation 1 + 0j): MSBG's output
+        if cfg.lean:
+            self.decoder = decoder(3)                             # mask logit, phase real, phase imaginary
+            heads = [self.decoder[-1].proj]
+        else:
+            self.mask_decoder = decoder(1)
+            self.phase_decoder = decoder(2)
+            heads = [self.mask_decoder[-1], self.phase_decoder[-1]]
+        # Both heads start as the identity (mask β·σ(0) = 1; phase rotation 1 + 0j): MSBG's output
         # is close to its input in phase, so training starts from "no hearing loss", not from noise.
         with torch.no_grad():
-            for head in (self.mask_decoder[-1], self.phase_decoder[-1]):
+            for head in heads:
                 head.weight.mul_(0.01)
                 head.bias.zero_()
-            self.phase_decoder[-1].bias[0] = 1.0
+            if cfg.lean:
+                self.decoder[-1].proj.bias[1::3] = 1.0            # (bin pair, head) layout: re of each bin
+            else:
+                self.phase_decoder[-1].bias[0] = 1.0
 
     # ------------------------------------------------------------------ spectra
     def stft(self, x: Tensor) -> Tensor:
@@ -263,14 +288,30 @@ class HLSim(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor, audiogram_db_hl: Tensor) -> SimOutput:
+        x, audiogram_db_hl = self._batched(x, audiogram_db_hl)
+        h, mag_in, cos_in, sin_in = self.encode(x, audiogram_db_hl)
+        logit, ri = self.heads(h)
+        return self.decode(ri, mag_in * self._mask(logit), cos_in, sin_in, x.shape[-1])
+
+    @staticmethod
+    def _batched(x: Tensor, audiogram_db_hl: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() == 1:
             x = x.unsqueeze(0)
         if audiogram_db_hl.dim() == 1:
             audiogram_db_hl = audiogram_db_hl.unsqueeze(0).expand(x.shape[0], -1)
-        h, mag_in, cos_in, sin_in = self.encode(x, audiogram_db_hl)
-        mask_logit = self.run_decoder(self.mask_decoder, h)[..., 0]                      # (B, T, F)
-        mask = self.config.mask_beta * torch.sigmoid(self.mask_slope * mask_logit)
-        return self.decode(h, mag_in * mask.transpose(1, 2), cos_in, sin_in, x.shape[-1])
+        return x, audiogram_db_hl
+
+    def _mask(self, logit: Tensor) -> Tensor:
+        """``β·σ(slope·logit)`` as ``(B, F, T)`` from the mask logit ``(B, F, T)``."""
+        return self.config.mask_beta * torch.sigmoid(self.mask_slope[:, None] * logit)
+
+    def heads(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The decoders' outputs cropped to the F bins: mask logit ``(B, F, T)``, phase (re, im) ``(B, F, T, 2)``."""
+        if self.config.lean:
+            out = self.run_decoder(self.decoder, h).transpose(1, 2)                      # (B, F, T, 3)
+            return out[..., 0], out[..., 1:]
+        logit = self.run_decoder(self.mask_decoder, h)[..., 0].transpose(1, 2)
+        return logit, self.run_decoder(self.phase_decoder, h).transpose(1, 2)
 
     def run_decoder(self, decoder: nn.Module, h: Tensor) -> Tensor:
         """``decoder(h)`` cropped to the F STFT bins: ``(B, T, F, out)``."""
@@ -295,9 +336,8 @@ class HLSim(nn.Module):
         feats = torch.stack([mag_in, pha_in, aud, level / 100.0], -1).transpose(1, 2)   # (B, T, F, 4)
         return self.blocks(self.encoder(feats)), mag_in, cos_in, sin_in
 
-    def decode(self, h: Tensor, mag: Tensor, cos_in: Tensor, sin_in: Tensor, length: int) -> SimOutput:
-        """The output from its compressed magnitude ``mag (B, F, T)`` and the phase decoder."""
-        ri = self.run_decoder(self.phase_decoder, h).transpose(1, 2)                     # (B, F, T, 2)
+    def decode(self, ri: Tensor, mag: Tensor, cos_in: Tensor, sin_in: Tensor, length: int) -> SimOutput:
+        """The output from its compressed magnitude ``mag (B, F, T)`` and the phase heads ``ri (B, F, T, 2)``."""
         # Parallel phase estimation (real, imaginary heads → atan2) as a rotation of the input phase.
         re, im = ri[..., 0], ri[..., 1]
         phase = torch.atan2(sin_in * re + cos_in * im, cos_in * re - sin_in * im)
@@ -306,8 +346,25 @@ class HLSim(nn.Module):
         return SimOutput(wave, mag, phase, cplx)
 
     def simulate(self, x: Tensor, audiogram_db_hl: Tensor) -> Tensor:
-        """Waveform only (what a compensator's loss sees)."""
-        return self.forward(x, audiogram_db_hl).wave
+        """Waveform only (what a compensator's loss sees): ``forward(x, a).wave`` without the loss spectra.
+
+        The rotated phasor is normalised directly instead of going through ``atan2`` and back
+        through ``cos``/``sin`` (same value: ``e^{j·atan2(b, a)} = (a + jb) / |a + jb|``).
+        """
+        x, audiogram_db_hl = self._batched(x, audiogram_db_hl)
+        h, mag_in, cos_in, sin_in = self.encode(x, audiogram_db_hl)
+        logit, ri = self.heads(h)
+        re, im = ri[..., 0], ri[..., 1]
+        pr, pi = cos_in * re - sin_in * im, sin_in * re + cos_in * im
+        mag = (mag_in * self._mask(logit)) ** (1.0 / self.config.compress)
+        # |(pr, pi)| = 0 (digital silence) has no direction; forward's atan2 gives 0 or π there by
+        # the sign of a zero real part (atan2(0, -0) = π), so the phasor is ±1 + 0j.
+        norm = torch.sqrt(pr * pr + pi * pi)
+        zero = norm == 0
+        scale = mag / torch.where(zero, torch.ones_like(norm), norm)
+        spec = torch.complex(torch.where(zero, torch.copysign(mag, pr), pr * scale), pi * scale)
+        cfg = self.config
+        return torch.istft(spec, cfg.n_fft, cfg.hop, cfg.n_fft, self.window, center=True, length=x.shape[-1])
 
 
 def save_hlsim(model: HLSim, path: str, extra: dict[str, Any] | None = None) -> None:

@@ -63,10 +63,10 @@ class STFTNet(HLSim):
                 raise ValueError("stftnet needs an audiogram (or fit() it to one first)")
             audiogram = self.fitted_audiogram.expand(wave.shape[0], -1)
         h, mag_in, cos_in, sin_in = self.encode(wave, audiogram)
-        logit = self.run_decoder(self.mask_decoder, h)[..., 0].transpose(1, 2)                            # (B, F, T)
+        logit, ri = self.heads(h)                                                        # (B, F, T), (B, F, T, 2)
         bound = self.config.max_gain_db / 20.0 * math.log(10.0)                         # natural log
         mag = mag_in * torch.exp(self.config.compress * bound * torch.tanh(logit / bound))
-        y = self.decode(h, mag, cos_in, sin_in, wave.shape[-1]).wave
+        y = self.decode(ri, mag, cos_in, sin_in, wave.shape[-1]).wave
         return y[:, None] if squeeze else y
 
     def fit(self, thresholds_db_hl: np.ndarray | Tensor) -> "STFTNet":

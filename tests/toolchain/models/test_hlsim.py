@@ -10,8 +10,9 @@ from toolchain.models.hlsim import HLSim, HLSimConfig, HLSimConfigError, load_hl
 from toolchain.train.losses import SimLossConfig, simulator_loss
 
 
-def test_forward_shapes_match_seed_resolution():
-    sim = HLSim()
+@pytest.mark.parametrize("lean", [False, True])
+def test_forward_shapes_match_seed_resolution(lean):
+    sim = HLSim(HLSimConfig(lean=lean))
     x = torch.randn(3, 8000) * 0.05
     out = sim(x, torch.zeros(3, 8))
     f = 201  # seed 003: F = 201
@@ -30,9 +31,10 @@ def test_one_dimensional_input_and_shared_audiogram():
     assert sim.simulate(x, a).shape == (1, 4000)
 
 
-def test_gradients_reach_every_parameter_and_the_input():
+@pytest.mark.parametrize("lean", [False, True])
+def test_gradients_reach_every_parameter_and_the_input(lean):
     torch.manual_seed(0)
-    sim = HLSim(HLSimConfig(channels=8, blocks=2))
+    sim = HLSim(HLSimConfig(channels=8, blocks=2, lean=lean))
     x = (torch.randn(2, 4000) * 0.05).requires_grad_(True)
     a = torch.tensor([[10.0] * 8, [60.0] * 8])
     target = sim.compressed(torch.randn(2, 4000) * 0.02)
@@ -43,10 +45,11 @@ def test_gradients_reach_every_parameter_and_the_input():
     assert x.grad is not None and torch.any(x.grad != 0)  # compensators train through it
 
 
-def test_digital_silence_gives_finite_gradients():
+@pytest.mark.parametrize("lean", [False, True])
+def test_digital_silence_gives_finite_gradients(lean):
     """A clip with exactly-zero frames (cropped speech onsets) once made atan2(0, 0) and NaN grads."""
     torch.manual_seed(0)
-    sim = HLSim(HLSimConfig(channels=8, blocks=1))
+    sim = HLSim(HLSimConfig(channels=8, blocks=1, lean=lean))
     x = torch.randn(2, 4000) * 0.05
     x[:, :2000] = 0.0
     x = x.requires_grad_(True)
@@ -59,9 +62,10 @@ def test_digital_silence_gives_finite_gradients():
     assert torch.isfinite(x.grad).all()
 
 
-def test_audiogram_changes_the_output():
+@pytest.mark.parametrize("lean", [False, True])
+def test_audiogram_changes_the_output(lean):
     torch.manual_seed(1)
-    sim = HLSim(HLSimConfig(channels=8, blocks=1)).eval()
+    sim = HLSim(HLSimConfig(channels=8, blocks=1, lean=lean)).eval()
     with torch.no_grad():
         for p in sim.audiogram_encoder.parameters():
             p.normal_(0, 0.5)
@@ -71,8 +75,50 @@ def test_audiogram_changes_the_output():
     assert not torch.allclose(y0, y1)
 
 
-def test_checkpoint_round_trip(tmp_path):
-    sim = HLSim(HLSimConfig(channels=8, blocks=1)).eval()
+@pytest.mark.parametrize("lean", [False, True])
+def test_simulate_is_the_forward_waveform(lean):
+    """``simulate`` skips atan2/cos/sin and the loss spectra; its waveform is ``forward``'s, silent bins included."""
+    torch.manual_seed(2)
+    sim = HLSim(HLSimConfig(channels=8, blocks=2, lean=lean)).eval()
+    with torch.no_grad():
+        for p in sim.parameters():
+            p.add_(0.2 * torch.randn_like(p))          # away from the identity initialisation
+    x = torch.randn(2, 6000) * 0.05
+    x[0, :3000] = 0.0
+    a = torch.tensor([[10.0] * 8, [70.0] * 8])
+    with torch.no_grad():
+        ref, fast = sim(x, a).wave, sim.simulate(x, a)
+    assert torch.allclose(fast, ref, atol=1e-6 * float(ref.abs().max()) + 1e-9)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_untrained_simulator_starts_near_the_identity(lean):
+    """Mask β·σ(0) = 1 and phase rotation 1 + 0j at initialisation: training starts from normal hearing."""
+    torch.manual_seed(3)
+    sim = HLSim(HLSimConfig(channels=8, blocks=2, lean=lean)).eval()
+    x = torch.randn(1, 8000) * 0.05
+    with torch.no_grad():
+        y = sim.simulate(x, torch.full((1, 8), 50.0))
+    err = float(((y - x) ** 2).mean() / (x ** 2).mean())
+    assert err < 0.05, err
+
+
+def test_lean_layout_has_no_full_resolution_hidden_layer():
+    sim = HLSim(HLSimConfig(channels=8, blocks=1, lean=True))
+    seen: list[tuple[int, ...]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape))) for m in sim.modules()
+             if isinstance(m, torch.nn.Linear)]
+    sim.simulate(torch.randn(1, 4000) * 0.05, torch.zeros(8))
+    for h in hooks:
+        h.remove()
+    # every C-channel linear works at F/2 or coarser; the full-resolution ones carry <= 2·3 outputs per bin pair
+    assert all(s[-1] <= 6 or s[-2] <= 101 for s in seen if len(s) == 4), seen
+    assert not hasattr(sim, "mask_decoder") and not hasattr(sim, "phase_decoder")
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_checkpoint_round_trip(tmp_path, lean):
+    sim = HLSim(HLSimConfig(channels=8, blocks=1, lean=lean)).eval()
     path = tmp_path / "sim.pt"
     save_hlsim(sim, str(path))
     back = load_hlsim(str(path))
@@ -88,6 +134,10 @@ def test_bad_config_and_foreign_checkpoint(tmp_path):
         HLSimConfig.from_dict({"chanels": 8})
     with pytest.raises(HLSimConfigError, match="odd"):
         HLSimConfig(kernel_time=4)
+    with pytest.raises(HLSimConfigError, match="lean = 1: expected true or false"):
+        HLSimConfig(lean=1)
+    with pytest.raises(HLSimConfigError, match="lean needs freq_stages >= 1"):
+        HLSimConfig(lean=True, freq_stages=0)
     torch.save({"kind": "seanet"}, tmp_path / "x.pt")
     with pytest.raises(HLSimConfigError, match="not a hearing-loss simulator"):
         load_hlsim(str(tmp_path / "x.pt"))
