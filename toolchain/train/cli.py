@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-DEFAULT_OUT = {"simulator": ASSETS / "hlsim_default.pt", "distil": ASSETS / "seanet_distilled.pt",
+DEFAULT_OUT = {"simulator": ASSETS / "hlsim_default.pt", "distil": ASSETS / "seanet_distil.pt",
                "compensator": ASSETS / "seanet_default.pt"}
 
 
@@ -25,7 +25,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--recipe", default="default",
                    help=f"recipe name ({', '.join(available_recipes())}) or a TOML path (default: default)")
-    p.add_argument("--out", type=Path, help="checkpoint to write (default: the recipe kind's file in toolchain/assets/)")
+    p.add_argument("--out", type=Path, help="checkpoint to write (default: the recipe's `out`, else its kind's file in toolchain/assets/)")
     p.add_argument("--steps", type=int, help="stop after this many steps (the schedule still follows the recipe)")
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: CUDA when present)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt if a previous run left one")
@@ -33,12 +33,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_main(args: argparse.Namespace) -> int:
-    from toolchain.train.recipe import RecipeError, recipe_kind
+    from toolchain.train.recipe import RecipeError, recipe_kind, recipe_output
 
     if args.steps is not None and args.steps < 1:
         raise RecipeError(f"--steps {args.steps}: expected a positive number of steps")
     kind = recipe_kind(args.recipe)
-    out = Path(args.out) if args.out else DEFAULT_OUT[kind]
+    out = Path(args.out) if args.out else recipe_output(args.recipe, DEFAULT_OUT[kind])
     if out.exists() and out.is_dir():
         raise RecipeError(f"--out {out} is a directory; expected a checkpoint file path")
     summary: dict[str, Any]

@@ -362,7 +362,22 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if data.get("kind", "compensator") != "compensator":
         raise RecipeError(f"{path}: kind = {data['kind']!r} is not a compensator recipe")
     data.pop("kind", None)
+    data.pop("out", None)        # where the CLI writes (recipe_output), not part of the recipe itself
     return Recipe.from_dict(data, name=path.stem, source=str(path))
+
+
+def recipe_output(name_or_path: str | Path, kind_default: Path) -> Path:
+    """The checkpoint a recipe writes when ``--out`` is not given: its top-level ``out`` (a file in
+    toolchain/assets/ or a path), else ``kind_default``. Two recipes of one kind (hlsim stages,
+    distil and distil_stftnet) must not overwrite each other's shipped file."""
+    path, data = read_toml(name_or_path)
+    out = data.get("out")
+    if out is None:
+        return kind_default
+    if not isinstance(out, str) or not out.endswith(".pt"):
+        raise RecipeError(f"{path}: out = {out!r}: expected a checkpoint file name ending in .pt")
+    p = Path(out)
+    return p if p.is_absolute() else ASSETS / p
 
 
 def recipe_kind(name_or_path: str | Path) -> str:
@@ -381,11 +396,11 @@ def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) 
     """Each ``[section]`` of ``data`` built into its dataclass (absent sections: defaults).
 
     Unknown sections/keys and bad values raise :class:`RecipeError` naming the file; top-level
-    ``kind`` and ``description`` strings are allowed and returned as-is.
+    ``kind``, ``description`` and ``out`` strings are allowed and returned as-is.
     """
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("kind", "description"):
+        if key in ("kind", "description", "out"):
             if not isinstance(value, str):
                 raise RecipeError(f"{path}: {key} = {value!r}: expected a string")
             out[key] = value
@@ -395,7 +410,7 @@ def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) 
             out[key] = _build_section(key, sections[key], value, str(path))
         else:
             raise RecipeError(f"{path}: unknown section or key '{key}'; expected sections "
-                              f"{', '.join('[' + s + ']' for s in sections)}, 'kind' and 'description'")
+                              f"{', '.join('[' + s + ']' for s in sections)}, 'kind', 'description' and 'out'")
     for key, cls in sections.items():
         if key not in out:
             try:
@@ -407,4 +422,4 @@ def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) 
 
 __all__ = ["ASSETS", "AudiogramSampling", "DataConfig", "EvalConfig", "Recipe", "RecipeError", "TrainConfig",
            "RECIPES_DIR", "RECIPE_KINDS", "asset_path", "available_recipes", "build_sections", "load_recipe", "read_toml",
-           "recipe_kind", "recipe_path"]
+           "recipe_kind", "recipe_output", "recipe_path"]

@@ -125,3 +125,24 @@ def test_section_must_be_a_table(tmp_path: Path) -> None:
     p = write(tmp_path, 'name = "x"\n')
     with pytest.raises(RecipeError, match="name"):
         load_recipe(p)
+
+
+def test_each_shipped_recipe_names_its_own_output_file():
+    """Two recipes of one kind (the hlsim stages; distil and distil_stftnet) never overwrite each other."""
+    from toolchain.train.cli import DEFAULT_OUT
+    from toolchain.train.recipe import ASSETS, available_recipes, recipe_kind, recipe_output
+
+    outs = {r: recipe_output(r, DEFAULT_OUT[recipe_kind(r)]) for r in available_recipes()}
+    assert len(set(outs.values())) == len(outs), outs
+    assert outs["default"] == ASSETS / "seanet_default.pt"
+    assert outs["hlsim"] == ASSETS / "hlsim_stage1.pt" and outs["hlsim_finetune"] == ASSETS / "hlsim_default.pt"
+    assert outs["distil"] == ASSETS / "seanet_distil.pt"
+
+
+def test_a_bad_output_name_is_one_line(tmp_path):
+    from toolchain.train.recipe import RecipeError, recipe_output
+
+    p = tmp_path / "r.toml"
+    p.write_text('kind = "simulator"\nout = "model.onnx"\n')
+    with pytest.raises(RecipeError, match=r"out = 'model.onnx': expected a checkpoint file name ending in .pt"):
+        recipe_output(str(p), tmp_path / "x.pt")
