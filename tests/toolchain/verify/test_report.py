@@ -173,14 +173,20 @@ def test_report_without_weights_says_the_neural_check_did_not_run(tmp_path, fake
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
-def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
-    """Given weights the midbrain comparison runs; with pyclarity present HASPI and NAL-R are computed."""
-    torch.manual_seed(0)
+def _random_icnet_weights(tmp_path):
+    """A randomly initialised one-branch ICNet saved in the released layout (config.yaml + legacy .h5)."""
     wdir = tmp_path / "DNN"
     wdir.mkdir()
     net = ICNet(ICNetConfig(n_branches=1))
     export_legacy_h5(net, wdir / "model_weights.hdf5")
     write_config_yaml(wdir / "config.yaml", net.config)
+    return wdir
+
+
+def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
+    """Given weights the midbrain comparison runs; with pyclarity present HASPI and NAL-R are computed."""
+    torch.manual_seed(0)
+    wdir = _random_icnet_weights(tmp_path)
 
     haspi_v2, NALR, calls = _fake_clarity()
     monkeypatch.setattr(rp, "clarity_tools", lambda: (haspi_v2, NALR, None))
@@ -233,11 +239,7 @@ def test_midbrain_section_end_to_end_with_psi_icnet_and_icnet(tmp_path, fake_bun
     from toolchain.models.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
 
     torch.manual_seed(0)
-    wdir = tmp_path / "DNN"
-    wdir.mkdir()
-    net = ICNet(ICNetConfig(n_branches=1))
-    export_legacy_h5(net, wdir / "model_weights.hdf5")
-    write_config_yaml(wdir / "config.yaml", net.config)
+    wdir = _random_icnet_weights(tmp_path)
     psi_net = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
     with torch.no_grad():  # at its random initialisation ψ barely moves the output; make it matter
         for conv in psi_net.expand:
