@@ -280,10 +280,9 @@ class HLSim(nn.Module):
         pha = torch.angle(spec)
         return mag, pha, torch.stack([mag * torch.cos(pha), mag * torch.sin(pha)], 1)
 
-    def istft(self, mag_c: Tensor, phase: Tensor, length: int) -> Tensor:
+    def istft(self, spec: Tensor, length: int) -> Tensor:
+        """Waveform ``(B, length)`` of a complex (linear, not compressed) spectrum: :meth:`stft`'s inverse."""
         cfg = self.config
-        mag = mag_c ** (1.0 / cfg.compress)
-        spec = torch.polar(mag, phase)
         return torch.istft(spec, cfg.n_fft, cfg.hop, cfg.n_fft, self.window, center=True, length=length)
 
     # ------------------------------------------------------------------ forward
@@ -341,7 +340,7 @@ class HLSim(nn.Module):
         # Parallel phase estimation (real, imaginary heads → atan2) as a rotation of the input phase.
         re, im = ri[..., 0], ri[..., 1]
         phase = torch.atan2(sin_in * re + cos_in * im, cos_in * re - sin_in * im)
-        wave = self.istft(mag, phase, length)
+        wave = self.istft(torch.polar(mag ** (1.0 / self.config.compress), phase), length)
         cplx = torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], 1)
         return SimOutput(wave, mag, phase, cplx)
 
@@ -363,8 +362,7 @@ class HLSim(nn.Module):
         zero = norm == 0
         scale = mag / torch.where(zero, torch.ones_like(norm), norm)
         spec = torch.complex(torch.where(zero, torch.copysign(mag, pr), pr * scale), pi * scale)
-        cfg = self.config
-        return torch.istft(spec, cfg.n_fft, cfg.hop, cfg.n_fft, self.window, center=True, length=x.shape[-1])
+        return self.istft(spec, x.shape[-1])
 
 
 def save_hlsim(model: HLSim, path: str, extra: dict[str, Any] | None = None) -> None:

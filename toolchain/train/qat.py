@@ -115,9 +115,14 @@ def weight_integers(w: Tensor, per_channel: bool = True, levels: int = 127) -> T
     return torch.clamp(round_half_away(w.detach().to(torch.float32) * inv), -levels, levels)
 
 
+def bias_scales(weight_scales: Tensor, input_scale: float) -> Tensor:
+    """The bias scales TFLite stores: ``s_in · s_w`` multiplied in float32."""
+    return torch.tensor(input_scale, dtype=torch.float32) * weight_scales.detach().to(torch.float32)
+
+
 def bias_integers(b: Tensor, weight_scales: Tensor, input_scale: float) -> Tensor:
     """int32 bias codes as TFLite computes them: ``round(b · float(1 / (s_in · s_w)))`` in float32."""
-    s = torch.tensor(input_scale, dtype=torch.float32) * weight_scales.detach().to(torch.float32)
+    s = bias_scales(weight_scales, input_scale)
     inv = torch.where(s != 0, (1.0 / s.double()).float(), torch.zeros_like(s))
     return torch.clamp(round_half_away(b.detach().to(torch.float32) * inv).double(), -(2 ** 31), 2 ** 31 - 1)
 
@@ -491,8 +496,8 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
                 wq = weight_integers(w)
                 put(site.constants[0], wq.permute(0, 2, 1)[:, None].numpy().astype(np.int8), ws.tolist())
                 if b is not None:
-                    bs = torch.tensor(conv.in_q.scale, dtype=torch.float32) * ws   # TFLite stores s_in·s_w as float32
-                    put(site.constants[1], bias_integers(b, ws, conv.in_q.scale).numpy().astype(np.int32), bs.tolist())
+                    put(site.constants[1], bias_integers(b, ws, conv.in_q.scale).numpy().astype(np.int32),
+                        bias_scales(ws, conv.in_q.scale).tolist())
             elif site.kind == "prelu":
                 a = graph.gm.get_submodule(site.layer).weight.float()
                 sa = symmetric_scales(a, per_channel=False)
@@ -610,4 +615,4 @@ def _train_step(fq: FakeQuantModel, reference: nn.Module, opt: torch.optim.Optim
 
 __all__ = ["FakeQuant", "FakeQuantActivation", "FakeQuantAdd", "FakeQuantConv", "FakeQuantModel", "QATError", "QATResult",
            "QParams", "build_fake_quant", "host_target", "quantize_into", "fake_quant", "fake_quant_bias", "fake_quant_weight", "qat_finetune",
-           "quantize_output", "round_half_away", "snr_loss", "symmetric_scales", "weight_integers", "bias_integers"]
+           "quantize_output", "round_half_away", "snr_loss", "symmetric_scales", "weight_integers", "bias_integers", "bias_scales"]
