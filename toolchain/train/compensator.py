@@ -40,6 +40,7 @@ from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.hl_filterbank import FilterbankHearingLoss
 from toolchain.models.seanet import SEANet, save_seanet
 from toolchain.train.losses import compensation_loss
+from toolchain.train.quant_noise import quant_noise_loss
 from toolchain.train.recipe import AudiogramSampling, Recipe, load_recipe
 from runtime.atomic import atomic_write
 
@@ -216,6 +217,7 @@ def train_compensator(
         order = _BatchOrder(len(noisy_np), cfg.batch_size, rng)
 
         history: list[float] = []
+        noise_history: list[float] = []
         task = None if bar is None else bar.add_task("train", total=steps, info="loss -")
         t_train = time.perf_counter()
         ema = math.nan
@@ -225,8 +227,14 @@ def train_compensator(
             a = torch.as_tensor(sample_audiograms(rng, len(idx), recipe.audiograms), device=dev)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr_at(step)
-            y = model(noisy[idx][:, None], a)[:, 0]
-            loss, parts = compensation_loss(hl, y, clean[idx], a, recipe.loss, target=targets[idx])
+            x = noisy[idx][:, None]
+            y = model(x, a)
+            loss, parts = compensation_loss(hl, y[:, 0], clean[idx], a, recipe.loss, target=targets[idx])
+            if recipe.loss.quant_noise > 0 and step >= recipe.loss.quant_noise_from_step:
+                qn, parts["quant_noise_snr_db"] = quant_noise_loss(model, x, a, y, recipe.loss.quant_noise_target_db)
+                loss = loss + recipe.loss.quant_noise * qn
+                parts["total"] = float(loss.detach())
+                noise_history.append(parts["quant_noise_snr_db"])
             if not math.isfinite(parts["total"]):
                 raise FloatingPointError(f"recipe {recipe.name}: loss is {parts['total']} at step {step}")
             opt.zero_grad(set_to_none=True)
@@ -237,7 +245,10 @@ def train_compensator(
             history.append(parts["total"])
             ema = parts["total"] if math.isnan(ema) else 0.95 * ema + 0.05 * parts["total"]
             if task is not None:
-                bar.update(task, advance=1, info=f"loss {ema:.3f}")
+                info = f"loss {ema:.3f}"
+                if noise_history:
+                    info += f"  int8-noise SNR {noise_history[-1]:.1f} dB"
+                bar.update(task, advance=1, info=info)
         train_time = time.perf_counter() - t_train
 
         model = model.eval()
@@ -262,10 +273,13 @@ def train_compensator(
             "cpu_time_s": result.cpu_time_s,
             "final_train_loss": final,
             "eval": eval_rows,
+            # mean over the last 20 steps of the noise-injected forward's SNR (quant_noise > 0)
+            "final_quant_noise_snr_db": float(np.mean(noise_history[-20:])) if noise_history else None,
         }
         save_seanet(model.cpu(), str(out_path), extra=extra)
         _write_json(out_path.with_suffix(".json"),
-                    result.summary() | {"threads": cfg.threads, "torch": str(torch.__version__),
+                    result.summary() | {"final_quant_noise_snr_db": extra["final_quant_noise_snr_db"],
+                                        "threads": cfg.threads, "torch": str(torch.__version__),
                                         "recipe": recipe.to_dict()})
         for p in (out_path, out_path.with_suffix(".json")):
             os.chmod(p, 0o644)  # the atomic writers' temp files are private (0600); these are assets

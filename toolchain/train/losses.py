@@ -25,6 +25,11 @@
 ``ucl`` (weight ``ucl``)
     Band energy far above the uncomfortable level: the mean over bands and frames of
     ``max(L − (UCL + ucl_margin_db), 0)`` in dB, from the hearing-loss model's own band levels.
+
+``quant_noise`` (weight ``quant_noise``; added by the training loop, which owns the model)
+    ``max(quant_noise_target_db − SNR, 0)``: SNR, in dB, of a second forward with one int8 step
+    of noise on every internal tensor against the clean forward (:mod:`toolchain.train.quant_noise`).
+    It keeps the exported int8 graph close to the fp32 model it is converted from.
 """
 
 from __future__ import annotations
@@ -51,10 +56,18 @@ class LossConfig:
     ucl_margin_db: float = 5.0
     spectral_ffts: tuple[int, ...] = (256, 512, 1024)
     spectral_range_db: float = 60.0
+    # Int8 robustness (toolchain.train.quant_noise): weight per dB that the noise-injected forward
+    # falls short of quant_noise_target_db below the output. 0 leaves it out (and saves its forward).
+    quant_noise: float = 0.0
+    quant_noise_target_db: float = 40.0
+    # The term joins at this step: from step 0 it wins before there is any compensation to keep
+    # (the pass-through is noise-free), and the network learns to do nothing.
+    quant_noise_from_step: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spectral_ffts", tuple(int(n) for n in self.spectral_ffts))
-        for name in ("perceptual", "spectral", "limit", "ucl", "ucl_margin_db"):
+        for name in ("perceptual", "spectral", "limit", "ucl", "ucl_margin_db", "quant_noise",
+                     "quant_noise_from_step"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.output_limit <= 1.0:
