@@ -41,6 +41,13 @@ class SEANetConfig:
     bottleneck_units: int = 1
     audiogram_hidden: int = 32
     input_skip: bool = True
+    # skip_taps > 0: the input skip is a short linear filter bank instead of the identity, a causal
+    # conv of skip_taps taps into skip_channels FiLM-scaled channels, summed by a 1x1 conv; after
+    # fit() a fixed, audiogram-specific FIR. The frequency-dependent gain (the bulk of a
+    # prescription, +10..+25 dB) then needs no trip through the nonlinear trunk, whose int8
+    # noise it would amplify (toolchain/train/quant_noise.py).
+    skip_taps: int = 0
+    skip_channels: int = 4
     # SEANet uses ELU, but TFLite's converter leaves ELU in float (DEQUANTIZE/ELU/QUANTIZE);
     # PReLU (DESIGN.md: "ELU/PReLU") has a full-integer kernel, so it is the deployable default.
     activation: str = "prelu"
@@ -50,6 +57,15 @@ class SEANetConfig:
             raise ValueError(f"activation {self.activation!r}; expected one of {sorted(ACTIVATIONS)}")
         if any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be >= 1, got {self.strides}")
+        if self.skip_taps < 0 or self.skip_channels < 1:
+            raise ValueError(f"skip_taps must be >= 0 and skip_channels >= 1, got {self.skip_taps}, {self.skip_channels}")
+        if self.skip_taps and not self.input_skip:
+            raise ValueError("skip_taps needs input_skip = true")
+        if self.skip_taps and self.skip_taps != self.kernel_size:
+            # Both convs then keep the same input history, which calibrates to the same range, so
+            # the converter gives the input one scale; otherwise it inserts a QUANTIZE
+            # (requantise) op for one of them, which the C kernel does not implement.
+            raise ValueError(f"skip_taps {self.skip_taps} must equal kernel_size {self.kernel_size} (or be 0)")
 
     @property
     def total_stride(self) -> int:
@@ -148,6 +164,13 @@ class SEANet(nn.Module):
             self.dec_res.append(ResidualUnit(ch[i], rk, rc, film, a))
         self.out_act = make_activation(a, ch[0])
         self.out_conv = CausalConv1d(ch[0], 1, k)
+        # Taken last so the FiLM offsets of every other layer do not depend on the skip.
+        self.skip_in: CausalConv1d | None = None
+        self.skip_out: CausalConv1d | None = None
+        if config.skip_taps:
+            c = config.skip_channels
+            self.skip_in = CausalConv1d(1, c, config.skip_taps, film_offset=film.take(c))
+            self.skip_out = CausalConv1d(c, 1, 1)
         self.film_dims = film.total
         self.audiogram_encoder: nn.Module | None = nn.Sequential(
             nn.Linear(len(AUDIOGRAM_FREQS_HZ), config.audiogram_hidden),
@@ -160,6 +183,16 @@ class SEANet(nn.Module):
         nn.init.zeros_(self.audiogram_encoder[-1].bias)
         nn.init.zeros_(self.out_conv.conv.weight)
         nn.init.zeros_(self.out_conv.conv.bias)
+        if self.skip_in is not None and self.skip_out is not None:
+            # Channel 0 starts as the identity (the newest tap), the others random but muted by
+            # the 1x1 sum, so their gradient is not zero.
+            with torch.no_grad():
+                self.skip_in.conv.weight[0].zero_()
+                self.skip_in.conv.weight[0, 0, -1] = 1.0
+                self.skip_in.conv.bias.zero_()
+                self.skip_out.conv.weight.zero_()
+                self.skip_out.conv.weight[0, 0, 0] = 1.0
+                self.skip_out.conv.bias.zero_()
         self.register_buffer("fitted_audiogram", torch.full((len(AUDIOGRAM_FREQS_HZ),), float("nan")))
 
     # ------------------------------------------------------------------ graph
@@ -177,7 +210,9 @@ class SEANet(nn.Module):
             h = up(act(h)) + skip
             h = res(h, film)
         y = self.out_conv(self.out_act(h))
-        if self.config.input_skip:
+        if self.skip_in is not None and self.skip_out is not None:
+            y = y + self.skip_out(self.skip_in(x, film))
+        elif self.config.input_skip:
             y = y + x
         return y
 
@@ -244,6 +279,8 @@ class SEANet(nn.Module):
             frames *= up.stride
             total += conv_macs(res.conv1.conv, frames) + conv_macs(res.conv2.conv, frames)
         total += conv_macs(self.out_conv.conv, frames)
+        if self.skip_in is not None and self.skip_out is not None:
+            total += conv_macs(self.skip_in.conv, frames) + conv_macs(self.skip_out.conv, frames)
         return total
 
 

@@ -128,3 +128,37 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown SEANet config keys"):
         SEANetConfig.from_dict({"channelz": 3})
     assert SEANetConfig.from_dict(SEANetConfig().to_dict()) == SEANetConfig()
+
+
+SKIP = SEANetConfig(skip_taps=7)
+
+
+def test_filter_skip_starts_as_the_identity_and_streams():
+    m = SEANet(SKIP)
+    x = torch.randn(2, 1, 320) * 0.1
+    with torch.no_grad():
+        assert torch.equal(m(x, torch.from_numpy(MODERATE).expand(2, -1)), x)
+    r = randomised_seanet(8, SKIP)
+    a = torch.from_numpy(MODERATE)[None]
+    fitted = r.fit(MODERATE)
+    assert fitted.skip_in.film_offset is None                       # FiLM folded into its taps
+    with torch.no_grad():
+        assert torch.allclose(fitted(x[:1]), r(x[:1], a), atol=1e-5)
+        g = fitted.streaming()
+        state, ys = g.init_state(), []
+        for i in range(0, 320, 16):
+            y, state = g.step(x[:1, :, i:i + 16], state)
+            ys.append(y)
+        assert (torch.cat(ys, -1) - fitted(x[:1])).abs().max().item() <= 1e-5
+    assert r.deployed_parameters() == SEANet().deployed_parameters() + 4 * 7 + 4 + 4 + 1
+    assert r.macs_per_second() == SEANet().macs_per_second() + 16000 * (4 * 7 + 4)
+
+
+def test_skip_config_validation():
+    with pytest.raises(ValueError, match="must equal kernel_size"):
+        SEANetConfig(skip_taps=15)
+    with pytest.raises(ValueError, match="needs input_skip"):
+        SEANetConfig(skip_taps=7, input_skip=False)
+    with pytest.raises(ValueError, match="skip_channels"):
+        SEANetConfig(skip_taps=7, skip_channels=0)
+    assert SEANetConfig.from_dict(SKIP.to_dict()) == SKIP
