@@ -7,9 +7,10 @@ import torch
 
 from toolchain.models.seanet import SEANet, SEANetConfig
 
-# Issue 1 of 6 asks int8 vs fp32 >= 30 dB; the trained default reaches about 17 dB end to end
-# (int8 input resolution amplified by the compensator's high-frequency gain, plus internal
-# quantisation; QAT and int16 I/O are the remedies). This floor only guards against regressions.
+# Issue 1 of 6: the shipped default's int8 graph against fp32, end to end on held-out speech
+# (trained with the filter skip and the int8-noise term, toolchain/train/quant_noise.py).
+DEFAULT_INT8_SNR_DB = 30.0
+# Random-weight models (no noise training) only have to stay clear of broken graphs.
 INT8_SNR_FLOOR_DB = 12.0
 
 MODERATE = np.array([20, 25, 35, 45, 50, 55, 60, 65], np.float32)

@@ -33,8 +33,9 @@ def test_every_layer_is_mapped_in_both_graphs(case):
     assert [s.layer for s in sf if s.kind not in ("input", "add")] == modules
     assert [(s.layer, s.kind, s.op) for s in sf] == [(s.layer, s.kind, s.op) for s in sq]
     assert len({s.output for s in sq}) == len(sq)           # no tensor claimed twice
-    # the last site is the graph output y, an add of the output conv and the input skip
-    assert sq[-1].kind == "add" and set(sq[-1].sources) == {"out_conv", "x"}
+    # the last site is the graph output y, an add of the output conv and the input's filter skip
+    assert sq[-1].kind == "add" and set(sq[-1].sources) == {"out_conv", "skip_out"}
+    assert [s.op for s in sq if s.layer in ("skip_in", "skip_out")] == ["CONV_2D", "CONV_2D"]
 
 
 def test_a_graph_of_another_model_is_refused(case):

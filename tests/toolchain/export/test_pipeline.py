@@ -10,7 +10,7 @@ from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import BundleError, load_bundle
 from tests.conftest import run_toolchain
 from runtime.bench import impulse_latency
-from tests.helpers import INT8_SNR_FLOOR_DB
+from tests.helpers import DEFAULT_INT8_SNR_DB
 
 
 def test_manifest_has_the_design_fields(default_bundle):
@@ -23,13 +23,15 @@ def test_manifest_has_the_design_fields(default_bundle):
     for key in ("int8_vs_fp32_snr_db", "parameters", "int8_bytes", "macs_per_second", "export_seconds"):
         assert key in d["metrics"], key
     mt = d["metrics"]
-    assert mt["int8_vs_fp32_snr_db"] >= INT8_SNR_FLOOR_DB
+    assert mt["int8_vs_fp32_snr_db"] >= DEFAULT_INT8_SNR_DB
+    assert mt["int8_graph_vs_fp32_same_input_snr_db"] >= DEFAULT_INT8_SNR_DB
     # the breakdown is consistent: the end-to-end error cannot be smaller than either part's
+    # (the input grid's share is the fp32 model's own response to it: this compensator attenuates
+    # it, 27.6 dB at the input and 37 dB at the output)
     assert mt["int8_vs_fp32_snr_db"] <= min(mt["int8_graph_vs_fp32_same_input_snr_db"],
-                                            mt["int8_input_quantization_snr_db"]) + 3.0
+                                            mt["fp32_on_int8_input_snr_db"]) + 3.0
     # ... nor smaller than the int8 output grid's own rounding of the exact fp32 output
     assert mt["int8_vs_fp32_snr_db"] <= mt["int8_output_quantization_snr_db"] + 0.5
-    assert mt["fp32_on_int8_input_snr_db"] <= mt["int8_input_quantization_snr_db"] + 6.0
     assert d["audiogram"]["thresholds_db_hl"] == [20, 25, 35, 45, 50, 55, 60, 65]
 
 

@@ -189,13 +189,13 @@ def test_finetuning_moves_the_shared_weights_towards_the_float_output(bundle_cas
             return -10 * np.log10(float(qat.snr_loss(twin(x), ref_model(x))))
 
     start = snr(qat.build_fake_quant(graph, int8))
-    res = qat.qat_finetune(graph, int8, [seg], 8, lr=1e-4, batch=1, segment=2048)
+    res = qat.qat_finetune(graph, int8, [seg], 16, lr=3e-4, batch=1, segment=2048)
     end = snr(res.model)
-    print(f"fake-quant vs float SNR on the training segment: {start:.2f} dB -> {end:.2f} dB after 8 steps")
-    assert res.steps == 8 and len(res.history) == 8
+    print(f"fake-quant vs float SNR on the training segment: {start:.2f} dB -> {end:.2f} dB after 16 steps")
+    assert res.steps == 16 and len(res.history) == 16
     assert res.history[0] == pytest.approx(start, abs=1e-3)    # the loop measures the same thing
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
-    # deterministic (seeded, one thread): 17.99 -> 18.34 dB on the shipped default
+    # deterministic (seeded, one thread): 20.22 -> 20.64 dB on the shipped default (16 steps)
     assert end > start + 0.2 and res.history[-1] > res.history[0] + 0.3
 
 

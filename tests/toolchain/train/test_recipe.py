@@ -27,8 +27,9 @@ def test_default_recipe_loads() -> None:
     r = load_recipe("default")
     assert r.name == "default"
     assert r.source == str(RECIPES_DIR / "default.toml")
-    # The shipped model is the seanet.py default architecture.
-    assert r.model == SEANetConfig()
+    # The shipped model is the seanet.py default architecture with the filter skip.
+    assert r.model == SEANetConfig(skip_taps=7, skip_channels=4)
+    assert r.loss.quant_noise > 0 and 0 < r.loss.quant_noise_from_step < r.train.steps
     assert r.hl.sample_rate == r.model.sample_rate
     assert r.train.threads <= 2
     assert {"moderate-sloping", "severe-sloping"} <= set(r.eval.presets)
