@@ -15,9 +15,9 @@ host buffer sizes that vary as a sound card's do, and checks:
   at known places), limiter activity (loud bursts), underruns and xruns agree with what was fed
   and with the offline run;
 * **safety**: no output sample above the limit, no NaN, over the whole run. The engines run at
-  ``limit_fraction`` (default 0.6) of the bundle's output limit: the int8 graphs' own output
-  range ends below the bundle's limit, so at the full limit the loud bursts would never reach
-  the limiter, and its long-run behaviour (gain recovery, the snap back to unity) would go
+  ``limit_fraction`` (default 0.6) of the bundle's output limit or of the graph's output reach
+  (:func:`output_reach`), whichever is lower: the int8 graphs' own output range ends below the
+  bundle's limit, so at the full limit the loud bursts would never reach the limiter, and its long-run behaviour (gain recovery, the snap back to unity) would go
   untested.
 
 The signal is generated segment by segment from a seed (speech-like noise with a syllabic
@@ -271,7 +271,8 @@ def soak(bundle: Any, backend: str = "ckernel", *, seconds: float = 120.0, segme
     # --- offline reference: a fresh engine fed in OFFLINE_PIECE pieces, as Engine.run does.
     if not 0 < limit_fraction <= 1:
         raise SoakError(f"limit_fraction must be in (0, 1], got {limit_fraction}")
-    limit = limit_fraction * m.output_limit
+    probe = Engine(b, backend, num_threads=threads)
+    limit = limit_fraction * min(m.output_limit, output_reach(probe.backend))
     ref = Engine(b, backend, num_threads=threads, output_limit=limit)
     delay = ref.stream_delay
     res = SoakResult(backend=backend, audio_seconds=total / rate, sample_rate=rate, block=block, stream_delay=delay,
@@ -342,6 +343,17 @@ def soak(bundle: Any, backend: str = "ckernel", *, seconds: float = 120.0, segme
     res.counter_problems = check_counters(res.live_counters, res.offline_counters, total=total, block=block,
                                           injected_nonfinite=res.injected_nonfinite)
     return res
+
+
+def output_reach(backend: Any) -> float:
+    """The largest output magnitude ``backend`` can produce: the int8 output grid's far end, or
+    infinity for a float graph. A graph calibrated on conversational speech may end well below the
+    bundle's limit (the shipped default's int8 output spans -0.37..+0.23 full scale)."""
+    q = getattr(backend, "output_quant", None)
+    if not q or not q[0]:
+        return float("inf")
+    scale, zero = q
+    return float(max(abs(-128 - zero), abs(127 - zero)) * scale)
 
 
 def check_counters(live: dict[str, Any], offline: dict[str, Any], *, total: int, block: int,

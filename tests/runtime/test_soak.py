@@ -157,3 +157,14 @@ def test_soak_catches_a_leak(default_bundle, monkeypatch):
     for m in hoard:
         m.close()
     hoard.clear()
+
+
+def test_output_reach_is_the_far_end_of_the_int8_grid():
+    from types import SimpleNamespace
+
+    from runtime.soak import output_reach
+
+    assert output_reach(SimpleNamespace(output_quant=(0.01, 29))) == pytest.approx(1.57)   # (-128 - 29) * 0.01
+    assert output_reach(SimpleNamespace(output_quant=(0.01, -100))) == pytest.approx(2.27)
+    assert output_reach(SimpleNamespace(output_quant=(0.0, 0))) == float("inf")              # a float graph
+    assert output_reach(SimpleNamespace()) == float("inf")
