@@ -17,8 +17,8 @@ host buffer sizes that vary as a sound card's do, and checks:
 * **safety**: no output sample above the limit, no NaN, over the whole run. The engines run at
   ``limit_fraction`` (default 0.6) of the bundle's output limit or of the graph's output reach
   (:func:`output_reach`), whichever is lower: the int8 graphs' own output range ends below the
-  bundle's limit, so at the full limit the loud bursts would never reach the limiter, and its long-run behaviour (gain recovery, the snap back to unity) would go
-  untested.
+  bundle's limit, so at the full limit the loud bursts would never reach the limiter, and its
+  long-run behaviour (gain recovery, the snap back to unity) would go untested.
 
 The signal is generated segment by segment from a seed (speech-like noise with a syllabic
 envelope, silences, loud bursts that drive the limiter, and non-finite samples), so an hour of
@@ -253,6 +253,7 @@ def soak(bundle: Any, backend: str = "ckernel", *, seconds: float = 120.0, segme
     Runs the offline reference first, then the live pass (RSS is sampled during the live pass,
     after ``warmup_seconds`` of audio: default 10 % of the run, at least one segment).
     """
+    from runtime.backends import open_backend
     from runtime.bundle import Bundle, load_bundle
     from runtime.engine import Engine
 
@@ -271,9 +272,10 @@ def soak(bundle: Any, backend: str = "ckernel", *, seconds: float = 120.0, segme
     # --- offline reference: a fresh engine fed in OFFLINE_PIECE pieces, as Engine.run does.
     if not 0 < limit_fraction <= 1:
         raise SoakError(f"limit_fraction must be in (0, 1], got {limit_fraction}")
-    probe = Engine(b, backend, num_threads=threads)
-    limit = limit_fraction * min(m.output_limit, output_reach(probe.backend))
-    ref = Engine(b, backend, num_threads=threads, output_limit=limit)
+    # The reference's backend is opened first: its output grid bounds the limit the engines run at.
+    ref_backend = open_backend(b, backend, num_threads=threads)
+    limit = limit_fraction * min(m.output_limit, output_reach(ref_backend))
+    ref = Engine(b, ref_backend, num_threads=threads, output_limit=limit)
     delay = ref.stream_delay
     res = SoakResult(backend=backend, audio_seconds=total / rate, sample_rate=rate, block=block, stream_delay=delay,
                      output_limit=ref.output_limit, warmup_s=warm)

@@ -27,8 +27,8 @@
     ``max(L − (UCL + ucl_margin_db), 0)`` in dB, from the hearing-loss model's own band levels.
 
 ``quant_noise`` (weight ``quant_noise``; added by the training loop, which owns the model)
-    ``max(quant_noise_target_db − SNR, 0)``: SNR, in dB, of a second forward with one int8 step
-    of noise on every internal tensor against the clean forward (:mod:`toolchain.train.quant_noise`).
+    mean over clips of ``max(quant_noise_target_db − SNR, 0)``: SNR, in dB, of a second forward
+    with one int8 step of noise on every internal tensor against the clean forward (:mod:`toolchain.train.quant_noise`).
     It keeps the exported int8 graph close to the fp32 model it is converted from.
 """
 

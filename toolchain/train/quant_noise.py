@@ -6,7 +6,7 @@ the first default compensator's last PReLU carried a large positive mean that it
 cancelled (8 channels, rms 0.79, summed to an output of rms 0.09), so errors that were 33 dB
 below every internal signal came out 14 dB below the output (per-layer drift report).
 
-:class:`ActivationNoise` adds, to the output of every conv, transposed conv, activation and
+:func:`activation_noise` adds, to the output of every conv, transposed conv, activation and
 residual add, uniform noise one quantisation step wide: ``(max − min) / 255`` of that tensor over
 each clip (the grid of a per-tensor calibration for that clip's audiogram; the step is detached, so the
 network cannot shrink it by gradient). :func:`quant_noise_loss` compares the noisy output with the
