@@ -15,15 +15,18 @@ model adds no delay beyond the block itself (DESIGN.md: ``S`` ≤ 16 at 16 kHz, 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
+from toolchain.fitting.prescription import nalr_fir
 from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
 
 
@@ -48,6 +51,12 @@ class SEANetConfig:
     # noise it would amplify (toolchain/train/quant_noise.py).
     skip_taps: int = 0
     skip_channels: int = 4
+    # prescription = "nalr": the skip is not learnt but is the classic fitting itself, the
+    # minimum-phase NAL-R FIR of the audiogram (toolchain/fitting/prescription.py), so the network
+    # is the prescription plus a learned correction and starts as exactly the prescription.
+    # Fitted, the FIR is split over 2 skip channels, the FIR and what int8 rounding of it leaves
+    # (residual quantisation): per-channel int8 weights alone hold a 48-tap FIR to ~38 dB.
+    prescription: str = "none"
     # SEANet uses ELU, but TFLite's converter leaves ELU in float (DEQUANTIZE/ELU/QUANTIZE);
     # PReLU (DESIGN.md: "ELU/PReLU") has a full-integer kernel, so it is the deployable default.
     activation: str = "prelu"
@@ -61,6 +70,10 @@ class SEANetConfig:
             raise ValueError(f"skip_taps must be >= 0 and skip_channels >= 1, got {self.skip_taps}, {self.skip_channels}")
         if self.skip_taps and not self.input_skip:
             raise ValueError("skip_taps needs input_skip = true")
+        if self.prescription not in PRESCRIPTIONS:
+            raise ValueError(f"prescription {self.prescription!r}; expected one of {list(PRESCRIPTIONS)}")
+        if self.prescription != "none" and (not self.skip_taps or self.skip_channels != 2):
+            raise ValueError("prescription needs skip_taps > 0 and skip_channels = 2 (the FIR and its int8 residual)")
         if self.skip_taps and self.skip_taps != self.kernel_size:
             # Both convs then keep the same input history, which calibrates to the same range, so
             # the converter gives the input one scale; otherwise it inserts a QUANTIZE
@@ -91,10 +104,22 @@ class SEANetConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["strides"] = list(self.strides)
+        if d["prescription"] == "none":
+            del d["prescription"]  # checkpoints written before the field existed stay comparable
         return d
 
 
 ACTIVATIONS = ("prelu", "elu", "leaky_relu")
+PRESCRIPTIONS = ("none", "nalr")
+INT8_QMAX = 127  # symmetric per-channel int8 weights, as TFLite's converter quantises them
+
+
+def int8_weight_round(w: np.ndarray) -> np.ndarray:
+    """``w`` after TFLite's symmetric per-channel int8 weight quantisation (one channel)."""
+    scale = np.float32(np.max(np.abs(w)) / INT8_QMAX)
+    if scale == 0:
+        return np.zeros_like(w)
+    return (np.round(w.astype(np.float32) / scale) * scale).astype(w.dtype)
 
 
 def make_activation(kind: str, channels: int) -> nn.Module:
@@ -169,8 +194,12 @@ class SEANet(nn.Module):
         self.skip_out: CausalConv1d | None = None
         if config.skip_taps:
             c = config.skip_channels
-            self.skip_in = CausalConv1d(1, c, config.skip_taps, film_offset=film.take(c))
+            learnt = config.prescription == "none"
+            self.skip_in = CausalConv1d(1, c, config.skip_taps, film_offset=film.take(c) if learnt else None)
             self.skip_out = CausalConv1d(c, 1, 1)
+            if not learnt:
+                for p in (*self.skip_in.parameters(), *self.skip_out.parameters()):
+                    p.requires_grad_(False)
         self.film_dims = film.total
         self.audiogram_encoder: nn.Module | None = nn.Sequential(
             nn.Linear(len(AUDIOGRAM_FREQS_HZ), config.audiogram_hidden),
@@ -210,11 +239,26 @@ class SEANet(nn.Module):
             h = up(act(h)) + skip
             h = res(h, film)
         y = self.out_conv(self.out_act(h))
-        if self.skip_in is not None and self.skip_out is not None:
+        if self.config.prescription != "none" and audiogram is not None:
+            y = y + self.prescribe(x, audiogram)
+        elif self.skip_in is not None and self.skip_out is not None:
             y = y + self.skip_out(self.skip_in(x, film))
         elif self.config.input_skip:
             y = y + x
         return y
+
+    def prescription_fir(self, thresholds_db_hl: np.ndarray) -> np.ndarray:
+        """The prescription FIR (taps in time order) for one audiogram."""
+        return _nalr_fir_cached(tuple(float(v) for v in np.asarray(thresholds_db_hl).ravel()),
+                                self.config.sample_rate, self.config.skip_taps)
+
+    def prescribe(self, x: Tensor, audiogram: Tensor) -> Tensor:
+        """Each example of ``x`` (B, 1, n) through the prescription FIR of its own audiogram (B, 8)."""
+        firs = np.stack([self.prescription_fir(a) for a in audiogram.detach().cpu().numpy()])
+        w = torch.from_numpy(firs[:, None, ::-1].copy()).to(x)  # conv1d correlates: newest tap last
+        b, _, n = x.shape
+        y = F.conv1d(F.pad(x.reshape(1, b, n), (w.shape[-1] - 1, 0)), w, groups=b)
+        return y.reshape(b, 1, n)
 
     # --------------------------------------------------------------- fitting
     @property
@@ -232,6 +276,14 @@ class SEANet(nn.Module):
         for m in fitted.modules():
             if isinstance(m, CausalConv1d):
                 m.fold_film(film)
+        if self.config.prescription != "none":
+            h = self.prescription_fir(a[0].numpy()).astype(np.float32)[::-1].copy()
+            q = int8_weight_round(h)
+            w = torch.from_numpy(np.stack([q, h - q]))[:, None, :]
+            fitted.skip_in.conv.weight.copy_(w)
+            fitted.skip_in.conv.bias.zero_()
+            fitted.skip_out.conv.weight.fill_(1.0)
+            fitted.skip_out.conv.bias.zero_()
         fitted.audiogram_encoder = None
         fitted.fitted_audiogram.copy_(a[0])
         return fitted
@@ -282,6 +334,12 @@ class SEANet(nn.Module):
         if self.skip_in is not None and self.skip_out is not None:
             total += conv_macs(self.skip_in.conv, frames) + conv_macs(self.skip_out.conv, frames)
         return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _nalr_fir_cached(thresholds: tuple[float, ...], sample_rate: int, taps: int) -> np.ndarray:
+    # Training draws audiograms from presets and a random generator; presets repeat every batch.
+    return nalr_fir(np.asarray(thresholds), sample_rate, taps)
 
 
 def load_seanet(path: str, map_location: str = "cpu") -> SEANet:

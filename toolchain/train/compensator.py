@@ -39,12 +39,14 @@ from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.hl_filterbank import FilterbankHearingLoss
 from toolchain.models.seanet import SEANet, save_seanet
-from toolchain.train.losses import compensation_loss
+from toolchain.train.losses import compensation_loss, silence_penalty
 from toolchain.train.quant_noise import quant_noise_loss
 from toolchain.train.recipe import AudiogramSampling, Recipe, load_recipe
 from runtime.atomic import atomic_write
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
+# The silence forward's length: past the network's receptive field, so its steady state is seen.
+SILENCE_SAMPLES = 2048
 
 
 @dataclass
@@ -235,6 +237,11 @@ def train_compensator(
                 loss = loss + recipe.loss.quant_noise * qn
                 parts["total"] = float(loss.detach())
                 noise_history.append(parts["quant_noise_snr_db"])
+            if recipe.loss.silence > 0:
+                quiet = model(torch.zeros_like(x[..., :SILENCE_SAMPLES]), a)
+                sil = silence_penalty(quiet, recipe.loss.silence_target_db_spl)
+                loss = loss + recipe.loss.silence * sil
+                parts["silence"], parts["total"] = float(sil.detach()), float(loss.detach())
             if not math.isfinite(parts["total"]):
                 raise FloatingPointError(f"recipe {recipe.name}: loss is {parts['total']} at step {step}")
             opt.zero_grad(set_to_none=True)

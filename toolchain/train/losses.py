@@ -30,6 +30,16 @@
     mean over clips of ``max(quant_noise_target_db − SNR, 0)``: SNR, in dB, of a second forward
     with one int8 step of noise on every internal tensor against the clean forward (:mod:`toolchain.train.quant_noise`).
     It keeps the exported int8 graph close to the fp32 model it is converted from.
+``envelope`` (weight ``envelope``)
+    1 − the mean, over bands and clips, of the correlation over frames between the perceived band
+    levels of the compensated signal and the normal ear's of the clean speech: the envelope
+    fidelity that HASPI scores (Kates & Arehart, "The Hearing-Aid Speech Perception Index (HASPI)
+    Version 2", Speech Commun. 131, 2021), made differentiable as DHASP does (Tu, Ma & Barker,
+    "DHASP: Differentiable hearing aid speech processing", ICASSP 2021). It is level-invariant per
+    band, so it rewards audibility and noise removal, not loudness.
+``silence`` (weight ``silence``; added by the training loop, which owns the model)
+    The level of the output for digital silence in dB SPL above ``silence_target_db_spl``
+    (:func:`silence_penalty`): biases alone must not play a tone into a quiet ear.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import torch
 from torch import Tensor
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
+from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.hl_filterbank import FilterbankHearingLoss
 
 
@@ -63,11 +74,17 @@ class LossConfig:
     # The term joins at this step: from step 0 it wins before there is any compensation to keep
     # (the pass-through is noise-free), and the network learns to do nothing.
     quant_noise_from_step: int = 0
+    envelope: float = 0.0
+    silence: float = 0.0
+    # The limit term as the mean overshoot per sample (limit_penalty's per_sample form), for a
+    # linear path whose loud-speech peaks start far above the limit and would swamp every other term.
+    limit_per_sample: bool = False
+    silence_target_db_spl: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "spectral_ffts", tuple(int(n) for n in self.spectral_ffts))
         for name in ("perceptual", "spectral", "limit", "ucl", "ucl_margin_db", "quant_noise",
-                     "quant_noise_from_step"):
+                     "quant_noise_from_step", "envelope", "silence"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.output_limit <= 1.0:
@@ -136,6 +153,24 @@ def spectral_shape_loss(y: Tensor, clean: Tensor, ffts: tuple[int, ...] = (256, 
     return total / max(len(ffts), 1)
 
 
+def envelope_correlation(perceived: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
+    """Mean over clips and bands of the Pearson correlation over frames of two ``(B, bands, frames)``
+    level maps; a band the target leaves flat (silent) counts for nothing rather than for noise."""
+    p = perceived - perceived.mean(dim=-1, keepdim=True)
+    t = target - target.mean(dim=-1, keepdim=True)
+    tv = t.square().mean(dim=-1)
+    corr = (p * t).mean(dim=-1) / torch.sqrt(p.square().mean(dim=-1) * tv + eps)
+    weight = (tv > eps).to(corr.dtype)
+    return (corr * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def silence_penalty(y_silent: Tensor, target_db_spl: float) -> Tensor:
+    """Mean over clips of the output level (dB SPL, the one calibration) above ``target_db_spl``."""
+    power = _flat(y_silent).square().mean(dim=-1)
+    level = DEFAULT_CALIBRATION.power_to_db_spl_tensor(power, floor_power=1e-14)
+    return torch.relu(level - target_db_spl).mean()
+
+
 def compensation_loss(
     hl_model: FilterbankHearingLoss,
     compensated: Tensor,
@@ -168,16 +203,20 @@ def compensation_loss(
     zero = y.new_zeros(())
     spectral = spectral_shape_loss(y, s, config.spectral_ffts, config.spectral_range_db) \
         if config.spectral > 0 else zero
-    limit = limit_penalty(y, config.output_limit)
+    limit = limit_penalty(y, config.output_limit, per_sample=config.limit_per_sample)
     ucl = torch.relu(levels - (hl_model.config.ucl_db_spl + config.ucl_margin_db)).mean()
+    envelope = 1.0 - envelope_correlation(perceived, target) if config.envelope > 0 else zero
     loss = (config.perceptual * perceptual + config.spectral * spectral
-            + config.limit * limit + config.ucl * ucl)
+            + config.limit * limit + config.ucl * ucl + config.envelope * envelope)
     parts = {"perceptual": float(perceptual.detach()), "spectral": float(spectral.detach()),
              "limit": float(limit.detach()), "ucl": float(ucl.detach()), "total": float(loss.detach())}
+    if config.envelope > 0:
+        parts["envelope"] = float(envelope.detach())
     return loss, parts
 
 
-__all__ = ["LossConfig", "compensation_loss", "limit_penalty", "spectral_shape_loss"]
+__all__ = ["LossConfig", "compensation_loss", "envelope_correlation", "limit_penalty", "silence_penalty",
+           "spectral_shape_loss"]
 
 
 # ---------------------------------------------------------------------------- simulator losses

@@ -1,0 +1,1 @@
+"""Classic hearing-aid fittings: the prescription the compensator starts from, and the baselines."""
