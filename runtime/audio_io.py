@@ -137,14 +137,15 @@ class DuplexRunner:
     """A full-duplex sounddevice stream with the engine in its callback.
 
     ``host_block`` is the PortAudio buffer size (default: the model block, 0 lets PortAudio
-    choose and vary it). ``channels`` input channels are averaged to mono; the output is
+    choose and vary it). Of ``channels`` input channels, ``channel`` makes the mono input:
+    ``mix`` averages them (the default), ``left``/``right`` take the first/second; the output is
     written to every output channel. ``source`` (a callable ``frames -> float32 (frames,)``)
     replaces the input, for tests and probes; ``tap`` receives ``(input, output)`` per callback.
     """
 
     def __init__(self, engine: Any, *, device: str | int | None = None, input_device: str | int | None = None,
                  output_device: str | int | None = None, host_block: int | None = None, channels: int = 1,
-                 latency: str | float = "low", source: Callable[[int], np.ndarray] | None = None,
+                 channel: str = "mix", latency: str | float = "low", source: Callable[[int], np.ndarray] | None = None,
                  tap: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
         self.engine = engine
         self.sd = import_sounddevice()
@@ -152,6 +153,11 @@ class DuplexRunner:
         if not 0 <= self.host_block <= 4096:
             raise AudioIOError(f"host block must be 0 (any) or 1..4096 samples, got {self.host_block}")
         self.channels = int(channels)
+        if channel not in ("left", "right", "mix"):
+            raise AudioIOError(f"unknown channel {channel!r}; expected left, right or mix")
+        if channel == "right" and self.channels < 2:
+            raise AudioIOError("--channel right needs --channels 2 or more (one channel is the left one)")
+        self._pick = None if channel == "mix" else (0 if channel == "left" else 1)  # None: the mean
         self.source = source
         self.tap = tap
         self.summary = StreamSummary()
@@ -185,7 +191,8 @@ class DuplexRunner:
                 self.engine.note_xrun()
         try:
             x = self.source(frames) if self.source is not None else (
-                indata[:, 0] if self.channels == 1 else indata.mean(axis=1))
+                indata[:, 0] if self.channels == 1 else
+                indata.mean(axis=1) if self._pick is None else indata[:, self._pick])
             y = self.engine.stream(x)
             outdata[:] = y[:, None]
             if self.tap is not None:

@@ -38,6 +38,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from runtime.atomic import atomic_write
+
 
 class LatencyProbeError(RuntimeError):
     """The impulse probe could not see the impulse at the output."""
@@ -92,16 +94,16 @@ def bench_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def board_audio(bundle: Any) -> dict[str, Any]:
-    """Rate, block and compute budget of the bundle's board (boards/*.toml if present, else the manifest)."""
+def board_audio(bundle: Any, board: Any = None) -> dict[str, Any]:
+    """Rate, block and compute budget of ``board`` (default: the bundle's, from boards/*.toml if present)."""
     m = bundle.manifest
     info = {"board": m.target, "sample_rate": m.sample_rate, "block": m.block, "compute_fraction": None,
             "latency_budget_ms": None}
     try:
         from runtime.boards import resolve_target
 
-        board = resolve_target(m.target)
-        info.update(compute_fraction=board.budget.compute_fraction, latency_budget_ms=board.budget.latency_ms,
+        board = board or resolve_target(m.target)
+        info.update(board=board.name, arch=board.cpu.arch, core=board.cpu.core, compute_fraction=board.budget.compute_fraction, latency_budget_ms=board.budget.latency_ms,
                     board_block=board.audio.block, board_sample_rate=board.audio.sample_rate)
     except Exception:  # a board without the boards/ folder: the manifest is enough
         pass
@@ -194,8 +196,14 @@ def time_engine(engine: Any, x: np.ndarray | None = None, *, seconds: float = 10
 
 
 def plot_timings(results: dict[str, dict[str, Any]], period_us: float, path: str | os.PathLike[str], *,
-                 budget_fraction: float | None = None, target_fraction: float | None = 0.25, title: str = "") -> None:
-    """Histogram of per-block compute time per backend against the deadline (one block period)."""
+                 budget_fraction: float | None = None, target_fraction: float | None = 0.25, title: str = "",
+                 loopback: dict[str, Any] | None = None, measured_on: str = "") -> None:
+    """Histogram of per-block compute time per backend against the deadline (one block period).
+
+    ``loopback`` (the report's): its round trip and xruns by source go into the figure too;
+    ``measured_on``: where the times were taken, printed under the axes (the budget line is an
+    estimate for the board unless that is the board).
+    """
     try:
         import matplotlib
 
@@ -224,18 +232,27 @@ def plot_timings(results: dict[str, dict[str, Any]], period_us: float, path: str
     ax.set_ylabel("blocks")
     ax.set_title(title or "per-block compute time")
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+    notes = [f"measured on {measured_on}" + ("; the board budget line is an estimate" if budget_fraction else "")] \
+        if measured_on else []
+    if loopback:
+        xs = loopback.get("xruns_by_source") or xruns_by_source(loopback)
+        notes.append(f"loopback ({loopback.get('backend')}, {loopback.get('seconds', 0):.1f} s): round trip "
+                     f"{loopback.get('round_trip_ms', float('nan')):.2f} ms = algorithmic "
+                     f"{loopback.get('algorithmic_ms', float('nan')):.2f} + buffering {loopback.get('buffering_ms', float('nan')):.2f} ms; "
+                     "xruns: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in xs.items()))
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, va="bottom", ha="left", wrap=True)
+        fig.tight_layout(rect=(0, 0.04 * len(notes) + 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp{p.suffix}")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, p)
+        with atomic_write(p) as fh:
+            fig.savefig(fh, format="png", dpi=110)
     except OSError as e:
         raise BenchError(f"{p}: cannot write the plot ({e.strerror or e})") from None
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ----------------------------------------------------------------------------- JACK server
@@ -668,18 +685,39 @@ def loopback_jack(bundle: str | os.PathLike[str], backend: str = "litert", *, se
         res.update(server.xruns(res["t_start"], res["t_end"]))
         res["host_stalls"] = monitor.count(res["t_start"], res["t_end"])
         res["host_stall_max_ms"] = monitor.max_ms(res["t_start"], res["t_end"])
+        res["xruns_by_source"] = xruns_by_source(res)
         res["expected_buffering_samples"] = server.buffering_samples
         res["server"] = {"name": server.name, "pid": server.proc.pid if server.proc else None, "driver": "dummy",
                          "realtime": realtime, "period": per, "sample_rate": rate}
     return res
 
 
+def xruns_by_source(lb: dict[str, Any]) -> dict[str, int]:
+    """One xrun count per source, named as such (the loopback's ``xruns`` mixes them):
+
+    * ``runtime``: callbacks flagged right after our own callback overran its period (our fault);
+    * ``portaudio_other``: the rest of the callbacks PortAudio flagged (over/underflow);
+    * ``server_driver`` / ``server_client``: what the JACK server logged (its driver, its clients);
+    * ``host_stalls``: times this machine failed to wake a thread within one period (the host's).
+    """
+    runtime_x = int(lb.get("runtime_xruns", 0))
+    return {"runtime": runtime_x, "portaudio_other": max(0, int(lb.get("xruns", 0)) - runtime_x),
+            "server_driver": int(lb.get("server_driver_xruns", 0)), "server_client": int(lb.get("server_client_xruns", 0)),
+            "host_stalls": int(lb.get("host_stalls", 0))}
+
+
 # ----------------------------------------------------------------------------- the report
 def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
               seconds: float = 10.0, threads: int = 1, x: np.ndarray | None = None,
               loopback: str | None = None, loopback_seconds: float = 10.0, loopback_backend: str | None = None,
-              log: Any = None, trust: Any = None) -> dict[str, Any]:
+              log: Any = None, trust: Any = None, board: Any = None, output_limit: float | None = None) -> dict[str, Any]:
     """The whole benchmark as a JSON-ready dict (per-block samples under ``_samples``).
+
+    Times are measured on THIS host (``measured_on``: CPU model from /proc/cpuinfo); the board's
+    compute budget is compared with them only as an estimate (``board_budget_estimate``), never
+    as a verdict about the board, unless the bench ran on the board's own CPU kind it is not one.
+    ``board``: the board whose budget to compare with (default the bundle's target);
+    ``output_limit``: the engine's limit (default the bundle's).
 
     ``bundle_path``: a bundle directory (loaded under ``trust``) or an already verified Bundle.
     ``backends`` are names for :func:`runtime.backends.open_backend` or ``(name, Backend)``
@@ -691,11 +729,15 @@ def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
     say = log or (lambda s: None)
     bundle = bundle_path if isinstance(bundle_path, Bundle) else load_bundle(bundle_path, trust=trust)
     m = bundle.manifest
-    board = board_audio(bundle)
+    board_info = board_audio(bundle, board)
+    host = _host_info()
+    where = f"{host.get('cpu', 'unknown CPU')} ({host['machine']}, {host['cpus']} CPUs)"
     report: dict[str, Any] = {
         "bundle": str(bundle.path), "model": m.model, "target": m.target, "block": m.block,
         "sample_rate": m.sample_rate, "block_period_us": 1e6 * m.block / m.sample_rate, "threads": threads,
-        "board": board, "host": _host_info(), "backends": {},
+        "board": board_info, "host": host, "backends": {},
+        "measured_on": f"this host: {where}; every time in this report was measured here, not on board "
+                       f"{board_info['board']}",
         "algorithmic_latency_samples_manifest": m.algorithmic_latency_samples,
     }
     samples: dict[str, np.ndarray] = {}
@@ -703,7 +745,7 @@ def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
     for spec in backends:
         name, be = (spec, spec) if isinstance(spec, str) else spec
         say(f"timing {name} ...")
-        engine = Engine(bundle, be, num_threads=threads)
+        engine = Engine(bundle, be, num_threads=threads, output_limit=output_limit)
         r = time_engine(engine, x, seconds=seconds)
         samples[name] = r.pop("samples_us")
         try:
@@ -712,8 +754,8 @@ def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
             raise BenchError(f"{name}: {e}") from None
         r["algorithmic_latency_samples"] = lat
         latencies[name] = lat
-        if board.get("compute_fraction"):
-            r["within_board_budget"] = bool(r["load_p99"] <= board["compute_fraction"])
+        if board_info.get("compute_fraction"):
+            r["board_budget_estimate"] = budget_estimate(r["load_p99"], board_info, host)
         report["backends"][name] = r
     first = next(iter(latencies.values()), m.algorithmic_latency_samples)
     report["algorithmic_latency_samples"] = first
@@ -737,17 +779,44 @@ def run_bench(bundle_path: Any, backends: Sequence[str | Any] = ("litert",), *,
     return report
 
 
+def budget_estimate(load_p99: float, board: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """The board's compute budget against a load measured on ``host``: an estimate, not a verdict.
+
+    A host of another architecture than the board's says nothing certain about the board (an x86
+    core is several times an A72); even the same architecture differs in clock, cache and memory.
+    """
+    same_arch = host.get("machine") == board.get("arch")
+    return {
+        "kind": "estimate",
+        "load_p99_on_this_host": float(load_p99),
+        "board_compute_fraction": float(board["compute_fraction"]),
+        "fits_on_this_host": bool(load_p99 <= board["compute_fraction"]),
+        "host_arch_matches_board": bool(same_arch),
+        "note": (f"measured on {host.get('cpu', host.get('machine'))} ({host.get('machine')}), not on "
+                 f"{board.get('board')} ({board.get('core', '?')}, {board.get('arch', '?')}): "
+                 + ("same architecture, other clock and memory" if same_arch else "another architecture")
+                 + "; run the bench on the board for its verdict"),
+    }
+
+
 def _host_info() -> dict[str, Any]:
+    """Machine, CPU model (/proc/cpuinfo: x86 ``model name``, ARM ``Model``/``Hardware``/``CPU part``), CPUs."""
     import platform
 
     info = {"machine": platform.machine(), "python": platform.python_version(), "cpus": os.cpu_count()}
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() not in fields:
+                fields[key.strip().lower()] = value.strip()
+        for key in ("model name", "model", "hardware", "cpu part"):
+            if fields.get(key):
+                info["cpu"] = fields[key] if key != "cpu part" else f"ARM CPU part {fields[key]}"
                 break
     except OSError:
         pass
+    info.setdefault("cpu", platform.processor() or platform.machine())
     return info
 
 
@@ -755,13 +824,10 @@ def write_json(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """The report without the raw per-block samples, written atomically."""
     clean = {k: v for k, v in report.items() if not k.startswith("_")}
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(clean, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, p)
+        with atomic_write(p, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(clean, indent=2, default=_json_default) + "\n")
     except OSError as e:
-        if tmp.exists():
-            tmp.unlink()
         raise BenchError(f"{p}: cannot write ({e.strerror or e})") from None
 
 

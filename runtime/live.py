@@ -62,6 +62,7 @@ class WorkerConfig:
     output_device: Any = None
     host_block: int | None = None
     channels: int = 1
+    channel: str = "mix"  # left, right or mix (the mean) of the input channels
     low_latency: bool = False
     # A maximum output below the bundle's (a fitting's lower MPO); None: the bundle's limit.
     output_limit: float | None = None
@@ -194,7 +195,7 @@ def worker_main(cfg_json: str) -> int:
     try:
         runner = DuplexRunner(engine, device=cfg.device, input_device=cfg.input_device,
                               output_device=cfg.output_device, host_block=host_block, channels=cfg.channels,
-                              source=source, tap=tap)
+                              channel=cfg.channel, source=source, tap=tap)
     except AudioIOError as e:
         _emit({"event": "error", "message": " ".join(str(e).split())})
         return 0

@@ -15,15 +15,17 @@ the runtime resamples from.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import wave
 from pathlib import Path
+from typing import IO, Callable, Iterable
 
 import numpy as np
 
-from runtime.atomic import atomic_write
+from runtime.atomic import OutputPathError, atomic_write, describe_mode
 
-__all__ = ["MAX_RATE_HZ", "MAX_WAV_BYTES", "MIN_RATE_HZ", "WavError", "check_rate", "read_wav", "to_pcm16", "wav_info",
+__all__ = ["MAX_FLOAT_PEAK", "MAX_RATE_HZ", "MAX_WAV_BYTES", "MIN_RATE_HZ", "CHANNELS", "DEFAULT_CHANNEL", "WavError", "check_input_file", "check_rate", "pick_channel", "read_wav", "to_pcm16", "wav_info",
            "write_wav_atomic"]
 
 #: Largest WAV file read: 512 MiB = 4.6 hours of 16-bit mono at 16 kHz, or 46 minutes of 32-bit
@@ -34,6 +36,11 @@ MAX_WAV_BYTES = 512 * 1024 * 1024
 #: speech band left to compensate; above 384 kHz no audio interface records (the value is corrupt).
 MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 384000
+
+#: Largest |sample| a float WAV may hold. Float WAVs are nominally in ±1 but may carry a little
+#: intersample or mastering overshoot; beyond 2 (+6 dBFS) the file is mis-scaled (integers or
+#: a gain error stored as float), and the limiter would hide that as heavy clipping.
+MAX_FLOAT_PEAK = 2.0
 
 _PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 # The first two bytes of the SubFormat GUID of WAVE_FORMAT_EXTENSIBLE carry the format tag;
@@ -73,7 +80,11 @@ def _parse(p: Path, raw: bytes) -> tuple[int, int, int, int, memoryview]:
         elif cid == b"data":
             if fmt is None:
                 raise WavError(f"{p}: corrupt WAV header (data before fmt)")
-            data = body  # a data chunk cut short (a truncated file) is read as far as it goes
+            if len(body) < size and size != 0xFFFFFFFF:  # 0xFFFFFFFF: a streaming writer's "to the end"
+                # The header promises more than the file holds: a copy cut short, not a recording.
+                raise WavError(f"{p}: truncated WAV file (the data chunk declares {size} bytes, the file holds "
+                               f"{len(body)}); re-export or re-copy it")
+            data = body
             break
         pos += 8 + size + (size & 1)  # chunks are word aligned
     if fmt is None:
@@ -99,15 +110,28 @@ def wav_info(path: str | os.PathLike[str]) -> dict[str, int]:
     return {"channels": channels, "sample_rate": rate, "bits": bits, "frames": len(data) // (channels * bits // 8)}
 
 
-def _read_bytes(p: Path) -> bytes:
-    if not p.exists():
-        raise WavError(f"{p}: no such file")
-    if p.is_dir():
-        raise WavError(f"{p}: is a directory, not an audio file")
+def check_input_file(path: str | os.PathLike[str], what: str = "audio file") -> os.stat_result:
+    """The ``stat`` of an input that is an existing regular file, else a one-line WavError.
+
+    A device (``/dev/zero`` never ends), a FIFO, a socket or a directory is refused before it
+    is opened.
+    """
+    p = Path(path)
+    if not str(path).strip():
+        raise WavError(f"the input path is empty; expected a {what}")
     try:
-        size = p.stat().st_size
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        raise WavError(f"{p}: no such file") from None
     except OSError as e:
         raise WavError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise WavError(f"{p}: is {describe_mode(st.st_mode)}, not a regular {what}")
+    return st
+
+
+def _read_bytes(p: Path) -> bytes:
+    size = check_input_file(p).st_size
     if size > MAX_WAV_BYTES:
         raise WavError(f"{p}: {size / 2**20:.0f} MiB is too large; the limit is {MAX_WAV_BYTES // 2**20} MiB "
                        "(4.6 hours of 16-bit mono at 16 kHz): split the recording")
@@ -117,10 +141,28 @@ def _read_bytes(p: Path) -> bytes:
         raise WavError(f"{p}: cannot read ({e.strerror or e})") from None
 
 
-def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True) -> tuple[np.ndarray, int]:
+#: ``--channel`` choices for a multi-channel input: the first, the second, or their mean.
+CHANNELS = ("left", "right", "mix")
+DEFAULT_CHANNEL = "mix"
+
+
+def pick_channel(x: np.ndarray, channel: str, where: str = "input") -> np.ndarray:
+    """Mono float32 from ``(frames, channels)`` audio: ``left``, ``right`` or ``mix`` (the mean)."""
+    if channel not in CHANNELS:
+        raise WavError(f"{where}: unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+    if x.ndim == 1 or x.shape[1] == 1:
+        return np.ascontiguousarray(x.reshape(-1), dtype=np.float32)
+    if channel == "mix":
+        return x.mean(axis=1, dtype=np.float64).astype(np.float32)
+    return np.ascontiguousarray(x[:, 0 if channel == "left" else 1], dtype=np.float32)
+
+
+def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True,
+             channel: str | None = None) -> tuple[np.ndarray, int]:
     """Read a WAV file as float32 ``(n,)`` and its sample rate.
 
-    With ``expect_mono`` a multi-channel file is an error; otherwise channels are averaged.
+    ``channel`` (left, right, mix) picks what a multi-channel file becomes; without it
+    ``expect_mono`` makes a multi-channel file an error, and ``expect_mono=False`` mixes.
     """
     p = Path(path)
     raw = _read_bytes(p)
@@ -129,8 +171,10 @@ def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True) -> tuple
     frames = len(data) // (channels * width)
     if frames == 0:
         raise WavError(f"{p} has no samples")
-    if channels != 1 and expect_mono:
-        raise WavError(f"{p} has {channels} channels; expected mono")
+    if channels != 1 and expect_mono and channel is None:
+        raise WavError(f"{p} has {channels} channels; expected mono (or pass --channel left|right|mix)")
+    if channels > 2 and channel is not None:
+        raise WavError(f"{p} has {channels} channels; expected mono or stereo (--channel picks left, right or their mix)")
     buf = data[: frames * channels * width]
     if tag == _FLOAT:
         x = np.frombuffer(buf, "<f4" if bits == 32 else "<f8").astype(np.float32)
@@ -146,12 +190,14 @@ def read_wav(path: str | os.PathLike[str], *, expect_mono: bool = True) -> tuple
     else:
         x = (np.frombuffer(buf, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
     x = x.reshape(frames, channels)
-    if channels == 1:
-        mono = np.ascontiguousarray(x[:, 0])
-    else:
-        mono = x.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if tag == _FLOAT and not np.isfinite(mono).all():
-        raise WavError(f"{p}: holds {int(np.count_nonzero(~np.isfinite(mono)))} non-finite samples (NaN or inf)")
+    mono = pick_channel(x, channel or DEFAULT_CHANNEL, str(p))
+    if tag == _FLOAT:
+        if not np.isfinite(x).all():
+            raise WavError(f"{p}: holds {int(np.count_nonzero(~np.isfinite(x)))} non-finite samples (NaN or inf)")
+        peak = float(np.max(np.abs(x)))
+        if peak > MAX_FLOAT_PEAK:
+            raise WavError(f"{p}: float samples reach {peak:.3g} full scale; more than {MAX_FLOAT_PEAK:g} means a "
+                           "mis-scaled file (e.g. integers stored as float): scale it to ±1")
     return mono, int(rate)
 
 
@@ -169,10 +215,27 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
     return np.rint(a.astype(np.float64) * 32767.0).astype("<i2")
 
 
-def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int) -> None:
-    """Write mono PCM 16 atomically: a temp file in the same directory, fsync, ``os.replace``.
+#: ``encode(fh, x, sample_rate)``: writes float32 mono ``x`` into an open binary file.
+Encoder = Callable[[IO[bytes], np.ndarray, int], None]
 
-    Refuses non-finite samples; clips to [-1, 1]. An existing file is untouched on any failure.
+
+def _encode_pcm16(fh: IO[bytes], x: np.ndarray, sample_rate: int) -> None:
+    """PCM 16 WAV with the standard library's ``wave`` (clipped to [-1, 1], see :func:`to_pcm16`)."""
+    with wave.open(fh, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(to_pcm16(x).tobytes())
+
+
+def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int, *,
+                     inputs: Iterable[str | os.PathLike[str]] = (), encode: Encoder | None = None) -> None:
+    """Write mono audio atomically through :func:`runtime.atomic.atomic_write`: the project's one wav writer.
+
+    Refuses non-finite samples, zero samples, a bad rate and an output that
+    :func:`runtime.atomic.check_output_path` refuses (one of ``inputs``, a device, a FIFO, ...).
+    ``encode`` writes the bytes: default PCM 16 WAV (clipped to [-1, 1]); the toolchain passes a
+    soundfile encoder for other containers and subtypes. An existing file is untouched on any failure.
     """
     p = Path(path)
     a = np.asarray(x)
@@ -180,20 +243,16 @@ def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: i
         raise WavError(f"{p}: expected mono audio of shape (n,), got shape {a.shape}")
     if a.size == 0:
         raise WavError(f"{p}: refusing to write zero samples")
+    a = a.astype(np.float32, copy=False)
     n_bad = int(np.count_nonzero(~np.isfinite(a)))
     if n_bad:
         raise WavError(f"{p}: refusing to write {n_bad} non-finite samples (NaN or inf)")
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or int(sample_rate) <= 0:
+    if isinstance(sample_rate, bool) or float(sample_rate) != int(sample_rate) or int(sample_rate) <= 0:
         raise WavError(f"{p}: sample rate {sample_rate!r} cannot be stored; expected a positive integer in Hz")
-    if p.is_dir():
-        raise WavError(f"{p}: is a directory")
-    pcm = to_pcm16(a)
     try:
-        with atomic_write(p) as fh:
-            with wave.open(fh, "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(int(sample_rate))
-                w.writeframes(pcm.tobytes())
+        with atomic_write(p, inputs=inputs) as fh:
+            (encode or _encode_pcm16)(fh, a, int(sample_rate))
+    except OutputPathError as e:
+        raise WavError(str(e)) from None
     except OSError as e:
         raise WavError(f"{p}: cannot write ({e.strerror or e})") from None

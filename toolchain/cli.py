@@ -108,14 +108,30 @@ def _audiogram(args: argparse.Namespace):
     from toolchain.audio.audiogram import Audiogram
 
     if args.audiogram:
-        return Audiogram.from_file(args.audiogram)
+        return Audiogram.from_file(args.audiogram, notice=lambda line: print(line, file=sys.stderr))
     return Audiogram.preset(args.preset)
 
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
-    """Fail before minutes of work if the bundle could not be written."""
-    if out.exists() and not overwrite:
+    """Fail before minutes of work if the bundle could not be written (or must not be replaced)."""
+    import stat
+
+    from runtime.atomic import describe_mode, name_max
+
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the bundle there ({e.strerror or e})") from None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else describe_mode(st.st_mode)
+        raise UserError(f"{out}: is {what}; a bundle is a directory and is never written over anything else")
+    if st is not None and not overwrite:
         raise UserError(f"{out}: already exists (pass --overwrite to replace it)")
+    if len(os.fsencode(out.name)) > 255:
+        raise UserError(f"{out}: directory name is {len(os.fsencode(out.name))} bytes long; the file system allows "
+                        f"at most {name_max(Path('.'))}")
     parent = out.parent if str(out.parent) else Path(".")
     probe = parent
     while not probe.exists():
@@ -135,11 +151,15 @@ def _non_negative_int(text: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from runtime.boards import resolve_target
+    from runtime.boards import load_board
 
-    board = resolve_target(args.target)
+    board = load_board(args.target)  # a name, an alias or a board TOML path, as --board takes
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out is empty; name the bundle directory (or leave --out out for out/bundle-<target>)")
+    if args.block is not None and not 1 <= args.block <= 4096:
+        raise UserError(f"--block must be 1..4096 samples, got {args.block}")
     audiogram = _audiogram(args)
-    out = Path(args.out or f"out/bundle-{board.name}")
+    out = Path(args.out if args.out is not None else f"out/bundle-{board.name}")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"{args.checkpoint}: model checkpoint not found")
     _check_out_dir(out, args.overwrite)
@@ -297,15 +317,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from toolchain.audio.levels import DEFAULT_CALIBRATION
 
     con = _console()
-    from runtime.cli import trust_from_args
+    from runtime.cli import board_from_args, trust_from_args
 
     rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
                    host_block=args.host_block, extra_backends=_extra_backends(args), notice=con.print,
-                   trust=trust_from_args(args))
+                   trust=trust_from_args(args), board=board_from_args(args), channel=args.channel)
     m = rep.manifest
     x, y, rate, st = rep.x, rep.y, rep.sample_rate, rep.stats
     level = DEFAULT_CALIBRATION.level_db_spl
-    con.print(f"{args.input} → {args.output}: {len(x) / rate:.2f} s through {args.backend} "
+    con.print(f"{args.input} → {args.output}: {len(x) / rate:.2f} s through {rep.backend} "
               f"({m.model}, {m.audiogram['name'] if m.audiogram else 'unfitted'})")
     con.print(f"  level {level(x):.1f} → {level(y):.1f} dB SPL, peak {np.max(np.abs(y)):.3f} (limit {rep.output_limit:g}), "
               f"real-time factor {rep.rtf:.3f}, latency {m.algorithmic_latency_ms:.2f} ms")
@@ -345,14 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "streaming step graph with explicit state, quantise it to full-integer int8 with a synthetic-speech "
                        "calibration set, and write the bundle: int8 + fp32 TFLite, ONNX, manifest.json with sha256 per file "
                        "and the measured int8-vs-fp32 SNR and algorithmic latency.")
-    e.add_argument("--target", required=True, help="board name or alias (see `toolchain targets`), e.g. rpi")
+    e.add_argument("--target", required=True, metavar="NAME|FILE",
+                   help="board name or alias (see `toolchain targets`), e.g. rpi, or a board TOML path (as --board takes)")
     g = e.add_mutually_exclusive_group()
-    g.add_argument("--audiogram", metavar="FILE", help="audiogram JSON or CSV (8 thresholds in dB HL at 250..8000 Hz)")
+    g.add_argument("--audiogram", metavar="FILE", help="audiogram JSON or CSV: 8 thresholds in dB HL at 250..8000 Hz, or any clinical set "
+                   "spanning them (e.g. 250, 500, 1k, 2k, 4k, 8k; 125, 750, 1500 too): the missing standard "
+                   "frequencies are interpolated, with a notice")
     g.add_argument("--preset", default="moderate-sloping",
                    help="named audiogram: normal, mild-flat, moderate-sloping (default), severe-sloping, ...")
     e.add_argument("--out", metavar="DIR", help="bundle directory (default out/bundle-<target>)")
     e.add_argument("--checkpoint", metavar="FILE", help="trained compensator (default: the shipped model)")
-    e.add_argument("--block", type=int, help="samples per step (default: the board's block)")
+    e.add_argument("--block", type=int, help="samples per step, 1..4096 (default: the board's block)")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     e.add_argument("--sign", metavar="KEY", help="sign the bundle with this Ed25519 private key (from toolchain keygen): "
                    "manifest.sig over manifest.json, written before the bundle is moved into place")

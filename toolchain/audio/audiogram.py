@@ -3,7 +3,14 @@
 The 8 frequencies are the ones Neuro-MSBG conditions on. Files are JSON
 (``{"thresholds_db_hl": [...]}`` with optional ``frequencies_hz``, ``units``, ``name``; or a bare
 list of 8 numbers) or CSV (``freq_hz,threshold_db_hl`` lines, optional header). Every problem
-raises :class:`AudiogramError` with a one-line message.
+raises :class:`AudiogramError` with a one-line message; an unknown JSON key (a typo such as
+``thresholds_db_HL``) is one of them.
+
+A file with frequencies may give any increasing set of the clinical ones
+(:data:`CLINICAL_FREQS_HZ`: 125..8000 Hz with the 750/1500 Hz half-octaves) that spans
+250..8000 Hz with no gap wider than an octave, e.g. the usual six (250, 500, 1k, 2k, 4k, 8k):
+the standard frequencies it lacks are interpolated in dB over log frequency (as
+:meth:`Audiogram.at_frequencies` does) and reported in one notice line.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,14 @@ from runtime.atomic import atomic_write
 AUDIOGRAM_FREQS_HZ: tuple[int, ...] = (250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
 MIN_DB_HL = -10.0
 MAX_DB_HL = 120.0
+
+#: Frequencies a clinical audiometer tests (ISO 8253-1 air conduction: octaves 125..8000 Hz and
+#: the 750, 1500, 3000, 6000 Hz half-octaves); a file may give any spanning subset of them.
+CLINICAL_FREQS_HZ: tuple[int, ...] = (125, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000, 8000)
+#: Widest gap between two given frequencies across which a missing one is interpolated (1 octave).
+MAX_GAP_OCTAVES = 1.0
+#: Keys an audiogram JSON object may have; anything else is refused (a typo must not be ignored).
+JSON_KEYS = ("name", "units", "frequencies_hz", "thresholds_db_hl", "comment")
 
 _FREQS_TEXT = ", ".join(str(f) for f in AUDIOGRAM_FREQS_HZ)
 _UNITS_ACCEPTED = {"dbhl", "db hl", "db_hl", "db-hl"}
@@ -68,8 +83,13 @@ def _validate_thresholds(values: Any) -> tuple[float, ...]:
             f"got {len(values)} thresholds; expected {len(AUDIOGRAM_FREQS_HZ)} "
             f"(dB HL at {_FREQS_TEXT} Hz)"
         )
+    return _validate_thresholds_at(AUDIOGRAM_FREQS_HZ, values)
+
+
+def _validate_thresholds_at(freqs: Sequence[float], values: Sequence[Any]) -> tuple[float, ...]:
     out: list[float] = []
-    for freq, v in zip(AUDIOGRAM_FREQS_HZ, values):
+    for freq, v in zip(freqs, values):
+        freq = _fmt_num(float(freq))
         if not _is_number(v):
             raise AudiogramError(
                 f"threshold at {freq} Hz is {v!r}, which is not a number; "
@@ -90,8 +110,9 @@ def _validate_thresholds(values: Any) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _check_frequencies(freqs: Any) -> None:
-    """Frequencies given in a file must be exactly AUDIOGRAM_FREQS_HZ, increasing."""
+def _check_frequencies(freqs: Any) -> list[float]:
+    """A file's frequencies as floats: increasing clinical ones spanning 250..8000 Hz, gaps <= 1 octave."""
+    clinical = ", ".join(str(f) for f in CLINICAL_FREQS_HZ)
     if isinstance(freqs, (str, bytes)) or not isinstance(freqs, Sequence):
         raise AudiogramError(f"frequencies_hz must be a list; expected [{_FREQS_TEXT}]")
     if not all(_is_number(f) and math.isfinite(float(f)) for f in freqs):
@@ -104,11 +125,24 @@ def _check_frequencies(freqs: Any) -> None:
             f"frequencies_hz {_fmt_list(freqs)} are not strictly increasing; "
             f"expected [{_FREQS_TEXT}]"
         )
-    if fl != [float(f) for f in AUDIOGRAM_FREQS_HZ]:
+    odd = [f for f in fl if f not in {float(c) for c in CLINICAL_FREQS_HZ}]
+    if odd:
         raise AudiogramError(
-            f"frequencies_hz {_fmt_list(freqs)} do not match the audiogram frequencies; "
-            f"expected [{_FREQS_TEXT}]"
+            f"frequencies_hz {_fmt_list(freqs)} do not match the audiogram frequencies ({_fmt_num(odd[0])} Hz is not "
+            f"a clinical one); expected [{_FREQS_TEXT}] or another increasing set of [{clinical}] Hz"
         )
+    if fl[0] > AUDIOGRAM_FREQS_HZ[0] or fl[-1] < AUDIOGRAM_FREQS_HZ[-1]:
+        raise AudiogramError(
+            f"frequencies_hz {_fmt_list(freqs)} do not span {AUDIOGRAM_FREQS_HZ[0]}..{AUDIOGRAM_FREQS_HZ[-1]} Hz; "
+            "thresholds outside the measured range are not extrapolated"
+        )
+    for a, b in zip(fl, fl[1:]):
+        if math.log2(b / a) > MAX_GAP_OCTAVES + 1e-9:
+            raise AudiogramError(
+                f"frequencies_hz {_fmt_list(freqs)} leave a gap of {math.log2(b / a):.2g} octaves between "
+                f"{_fmt_num(a)} and {_fmt_num(b)} Hz; at most {MAX_GAP_OCTAVES:g} is interpolated"
+            )
+    return fl
 
 
 PRESETS: dict[str, tuple[float, ...]] = {
@@ -146,8 +180,12 @@ class Audiogram:
         return cls(PRESETS[name], name=name)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Audiogram:
-        """Read a JSON or CSV audiogram; any problem → AudiogramError naming the file."""
+    def from_file(cls, path: str | os.PathLike[str], notice: Callable[[str], None] | None = None) -> Audiogram:
+        """Read a JSON or CSV audiogram; any problem → AudiogramError naming the file.
+
+        When the file's frequencies lack some standard ones they are interpolated and ``notice``
+        gets one line saying which, with the values used.
+        """
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -164,12 +202,16 @@ class Audiogram:
         is_json = suffix == ".json" or (suffix != ".csv" and text.lstrip()[:1] in "{[")
         try:
             if is_json:
-                thresholds, name = _parse_json(text)
+                freqs, thresholds, name = _parse_json(text)
             else:
-                thresholds, name = _parse_csv(text)
-            return cls(thresholds, name=name if name is not None else p.stem)
+                freqs, thresholds, name = _parse_csv(text)
+            std, note = _to_standard(freqs, thresholds)
+            ag = cls(std, name=name if name is not None else p.stem)
         except AudiogramError as exc:
             raise AudiogramError(f"{p}: {exc}") from None
+        if note and notice is not None:
+            notice(f"note: {p}: {note}")
+        return ag
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Audiogram:
@@ -252,12 +294,16 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
     except json.JSONDecodeError as exc:
         raise AudiogramError(f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if isinstance(data, list):
-        return data, None
+        return None, data, None
     if not isinstance(data, dict):
         raise AudiogramError(
             f"JSON must be an object with thresholds_db_hl or a list of "
             f"{len(AUDIOGRAM_FREQS_HZ)} numbers, got {type(data).__name__}"
         )
+    unknown = [k for k in data if k not in JSON_KEYS]
+    if unknown:
+        raise AudiogramError(f"unknown key {unknown[0]!r}; expected only: {', '.join(JSON_KEYS)} "
+                             "(keys are case-sensitive)")
     if "units" in data:
         units = data["units"]
         if not isinstance(units, str) or units.strip().lower() not in _UNITS_ACCEPTED:
@@ -267,12 +313,10 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
             f"missing key 'thresholds_db_hl' (expected {len(AUDIOGRAM_FREQS_HZ)} numbers, "
             f"dB HL at {_FREQS_TEXT} Hz)"
         )
-    if "frequencies_hz" in data:
-        _check_frequencies(data["frequencies_hz"])
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise AudiogramError(f"name must be a string, got {name!r}")
-    return data["thresholds_db_hl"], name
+    return data.get("frequencies_hz"), data["thresholds_db_hl"], name
 
 
 def _parse_number(cell: str) -> float | None:
@@ -282,7 +326,7 @@ def _parse_number(cell: str) -> float | None:
         return None
 
 
-def _parse_csv(text: str) -> tuple[list[float], None]:
+def _parse_csv(text: str) -> tuple[list[float], list[float], None]:
     rows = [
         [c.strip() for c in row]
         for row in csv.reader(io.StringIO(text))
@@ -313,10 +357,49 @@ def _parse_csv(text: str) -> tuple[list[float], None]:
             )
         freqs.append(f)
         thresholds.append(t)
-    if len(thresholds) != len(AUDIOGRAM_FREQS_HZ):
-        raise AudiogramError(
-            f"got {len(thresholds)} thresholds; expected {len(AUDIOGRAM_FREQS_HZ)} "
-            f"(dB HL at {_FREQS_TEXT} Hz)"
-        )
-    _check_frequencies(freqs)
-    return thresholds, None
+    return freqs, thresholds, None
+
+
+def _to_standard(freqs: Any, thresholds: Any) -> tuple[Any, str]:
+    """Thresholds at AUDIOGRAM_FREQS_HZ from a file's (frequencies, thresholds), and a notice.
+
+    Without frequencies the thresholds must be the 8 standard ones. With them, the missing
+    standard frequencies are interpolated linearly in dB over log2 frequency between their
+    measured neighbours (never extrapolated, never across more than an octave); the notice names
+    them with the values used, or is empty when nothing was interpolated.
+    """
+    if freqs is None:
+        if isinstance(thresholds, Sequence) and not isinstance(thresholds, (str, bytes)) \
+                and len(thresholds) != len(AUDIOGRAM_FREQS_HZ):
+            raise AudiogramError(f"got {len(thresholds)} thresholds; expected {len(AUDIOGRAM_FREQS_HZ)} (dB HL at "
+                                 f"{_FREQS_TEXT} Hz), or give frequencies_hz for another clinical set (e.g. 250, "
+                                 "500, 1000, 2000, 4000, 8000)")
+        return thresholds, ""
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        return thresholds, ""  # _validate_thresholds gives the message
+    fl = _check_frequencies(freqs)
+    if len(thresholds) != len(fl):
+        raise AudiogramError(f"got {len(thresholds)} thresholds for {len(fl)} frequencies_hz; they must pair up")
+    vals = [_check_threshold(f, v) for f, v in zip(fl, thresholds)]
+    if fl == [float(f) for f in AUDIOGRAM_FREQS_HZ]:
+        return vals, ""
+    std = np.interp(np.log2(np.asarray(AUDIOGRAM_FREQS_HZ, np.float64)), np.log2(np.asarray(fl)), np.asarray(vals))
+    given = set(fl)
+    filled = [(f, round(float(v), 1)) for f, v in zip(AUDIOGRAM_FREQS_HZ, std) if float(f) not in given]
+    extra = [f for f in fl if f not in {float(s) for s in AUDIOGRAM_FREQS_HZ}]
+    parts = []
+    if filled:
+        parts.append("interpolated " + ", ".join(f"{f} Hz {v:g}" for f, v in filled)
+                     + " dB HL (dB over log frequency between the measured neighbours)")
+    if extra:
+        parts.append(", ".join(f"{f:g}" for f in extra) + " Hz: not a standard frequency, "
+                     + ("used only for that" if filled else "not used"))
+    note = "; ".join(parts)
+    return [round(float(v), 1) if float(f) not in given else float(v)
+            for f, v in zip(AUDIOGRAM_FREQS_HZ, std)], note
+
+
+def _check_threshold(freq: float, v: Any) -> float:
+    """One threshold, validated as :func:`_validate_thresholds` does (named by its frequency)."""
+    (fv,) = _validate_thresholds_at((freq,), [v])
+    return fv

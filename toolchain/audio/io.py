@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
-
-from runtime.atomic import atomic_write
 import soxr
+
+from runtime.wavio import WavError, check_input_file
+from runtime.wavio import write_wav_atomic as runtime_write_wav
 
 # soundfile subtypes whose samples are integers: values beyond ±1 would wrap or clip there.
 _INTEGER_SUBTYPE_PREFIXES = ("PCM_", "ULAW", "ALAW", "DPCM_", "DWVW_", "IMA_ADPCM", "MS_ADPCM",
@@ -37,10 +39,10 @@ def read_wav(
     With ``expect_mono`` a multi-channel file is an error; otherwise channels are averaged.
     """
     p = Path(path)
-    if not p.exists():
-        raise AudioFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise AudioFileError(f"{p}: is a directory, not an audio file")
+    try:
+        check_input_file(p)
+    except WavError as exc:
+        raise AudioFileError(str(exc)) from None
     try:
         data, sample_rate = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -71,8 +73,9 @@ def write_wav_atomic(
     subtype: str = "PCM_16",
     *,
     clip: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> None:
-    """Write mono audio atomically: a temp file in the same directory, then ``os.replace``.
+    """Write mono audio atomically through :func:`runtime.wavio.write_wav_atomic` (one writer for both).
 
     Refuses non-finite samples, and samples beyond ±1 for integer formats unless
     ``clip=True`` (then they are clipped). An existing file is untouched on any failure.
@@ -107,11 +110,14 @@ def write_wav_atomic(
     if not sf.check_format(fmt, subtype):
         raise AudioFileError(f"{p}: subtype {subtype!r} is not valid for {fmt}")
 
-    try:
-        with atomic_write(p) as fh:
-            sf.write(fh, a, int(sample_rate), subtype=subtype, format=fmt)
-    except OSError as exc:
-        raise AudioFileError(f"{p}: cannot write ({exc.strerror or exc})") from None
+
+    def encode(fh: Any, samples: np.ndarray, rate: int) -> None:
+        sf.write(fh, samples, rate, subtype=subtype, format=fmt)
+
+    try:  # the runtime's writer: path checks, atomic rename; soundfile only encodes
+        runtime_write_wav(p, a, int(sample_rate), inputs=inputs, encode=encode)
+    except WavError as exc:
+        raise AudioFileError(str(exc)) from None
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioFileError(f"{p}: cannot write ({exc})") from None
 

@@ -166,7 +166,7 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if not _looks_replaceable(out):
         raise BundleError(f"{out}: exists and is not a bundle directory; refusing to "
                           "replace it")
-    old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+    old = out.parent / f".hx-old-{secrets.token_hex(4)}"  # short: a 255-byte bundle name must still work
     os.rename(out, old)
     try:
         os.rename(tmp, out)
@@ -213,7 +213,7 @@ def write_bundle(out_dir: str | os.PathLike[str], manifest_fields: Mapping[str, 
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=".hx-bundle-", dir=parent))  # short: see _swap_into_place
         # mkdtemp makes it 0700; the audio service on a board may run as another user.
         os.chmod(tmp, 0o755)
     except OSError as e:

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.atomic import atomic_write
+
 # ----------------------------------------------------------------------------- seed constants
 #: Audio rate of the model input. 001 §Training: "24,414.0625 Hz sound input frames".
 FS_AUDIO = 24414.0625
@@ -657,9 +659,8 @@ def save_psi_icnet(model: PsiICNet, path: str | os.PathLike[str], *, audiogram_t
                                "state_dict": model.state_dict()}
     if audiogram_to_psi is not None:
         payload["audiogram_to_psi"] = {k: np.asarray(v, np.float32).tolist() for k, v in audiogram_to_psi.items()}
-    tmp = f"{os.fspath(path)}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        torch.save(payload, fh)
 
 
 def load_psi_icnet(path: str | os.PathLike[str]) -> tuple[PsiICNet, dict[str, Any] | None]:

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.atomic import atomic_write
+
 from toolchain.models.icnet import (
     BOTTLENECK_CHANNELS, CONTEXT_SAMPLES, DECIMATION, DECODER_UNITS, FS_AUDIO, FS_MUA, ICNET_RMS_AT_94_DB_SPL,
     N_BRANCHES, N_CLASSES_CATEGORICAL, N_CLASSES_POISSON, TIME_NORMALISATION, ICNet, ICNetConfig,
@@ -569,8 +571,7 @@ def export_legacy_h5(model: ICNet, path: str | os.PathLike[str]) -> None:
                                            ("alpha", t.act.weight.detach().numpy().reshape(1, -1))]))
     for i in range(c.n_branches):
         layers.append((f"decoder_{i}", [("kernel", kernel(model.decoders[i].weight))]))
-    tmp = f"{os.fspath(path)}.tmp"
-    with h5py.File(tmp, "w") as f:
+    with atomic_write(path, "w+b") as fh, h5py.File(fh, "w") as f:
         g = f.create_group("model_weights")
         g.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
         for name, vars_ in layers:
@@ -578,7 +579,6 @@ def export_legacy_h5(model: ICNet, path: str | os.PathLike[str]) -> None:
             lg.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v, _ in vars_])
             for v, a in vars_:
                 lg.create_dataset(f"{name}/{v}:0", data=np.asarray(a, np.float32))
-    os.replace(tmp, path)
 
 
 def write_config_yaml(path: str | os.PathLike[str], config: ICNetConfig = ICNetConfig()) -> None:
@@ -597,7 +597,8 @@ def write_config_yaml(path: str | os.PathLike[str], config: ICNetConfig = ICNetC
         f"bottleneck_channels: {config.bottleneck_channels}",
         f"n_classes: {config.n_classes}",
     ]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 __all__ = ["CONFIG_NAME", "ICNetImportError", "ImportReport", "config_from_yaml", "export_legacy_h5", "import_icnet",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -182,11 +183,13 @@ def test_csv_with_and_without_header(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (_csv(AUDIOGRAM_FREQS_HZ[:6], GOOD[:6]), ["bad.csv", "6 thresholds", "expected 8"]),
+        (_csv(AUDIOGRAM_FREQS_HZ[:6], GOOD[:6]), ["bad.csv", "do not span 250..8000 Hz", "not extrapolated"]),
         (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, 45, 50, 55, 60, 125]), ["bad.csv", "8000 Hz", "125"]),
         (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, "abc", 50, 55, 60, 65]), ["bad.csv", "'abc'", "not a number"]),
         (_csv(AUDIOGRAM_FREQS_HZ, [20, 25, 35, "nan", 50, 55, 60, 65]), ["bad.csv", "2000 Hz", "nan"]),
-        (_csv((250, 500, 750, 1000, 2000, 4000, 6000, 8000), GOOD), ["bad.csv", "750", "expected [250"]),
+        (_csv((250, 500, 700, 1000, 2000, 4000, 6000, 8000), GOOD), ["bad.csv", "700 Hz is not a clinical one",
+                                                                     "expected [250"]),
+        (_csv((250, 1000, 2000, 4000, 8000), GOOD[:5]), ["bad.csv", "gap of 2 octaves between 250 and 1000 Hz"]),
         (_csv((8000, 6000, 4000, 3000, 2000, 1000, 500, 250), GOOD), ["bad.csv", "not strictly increasing"]),
         ("250,20,5\n", ["bad.csv", "3 fields"]),
         (_csv(AUDIOGRAM_FREQS_HZ, GOOD, "freq_hz,threshold_db_spl"), ["bad.csv", "dB HL"]),
@@ -240,3 +243,47 @@ def test_random_always_validates(seed: int) -> None:
     a = Audiogram.random(np.random.default_rng(seed))
     assert len(a.thresholds_db_hl) == 8
     assert all(0.0 <= v <= 100.0 for v in a.thresholds_db_hl)
+
+
+# ------------------------------------------------------------------ clinical frequency sets
+SIX = (250, 500, 1000, 2000, 4000, 8000)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_six_frequency_audiogram_is_interpolated_with_one_notice(tmp_path: Path, fmt: str) -> None:
+    """The usual clinical six: 3 and 6 kHz are interpolated in dB over log frequency, with one notice."""
+    vals = [20, 25, 35, 45, 55, 65]
+    text = (_csv(SIX, vals, "freq_hz,threshold_db_hl") if fmt == "csv"
+            else json.dumps({"frequencies_hz": list(SIX), "thresholds_db_hl": vals}))
+    p = _write(tmp_path / f"six.{fmt}", text)
+    notes: list[str] = []
+    ag = Audiogram.from_file(p, notice=notes.append)
+    want3 = 45 + (55 - 45) * math.log2(3000 / 2000)  # one octave 2k..4k, 3k at log2(1.5) of it
+    want6 = 55 + (65 - 55) * math.log2(6000 / 4000)
+    assert ag.thresholds_db_hl == (20, 25, 35, 45, round(want3, 1), 55, round(want6, 1), 65)
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert f"{p}: interpolated 3000 Hz {round(want3, 1):g}, 6000 Hz {round(want6, 1):g} dB HL" in notes[0]
+
+
+def test_half_octave_and_125_hz_sets_are_accepted(tmp_path: Path) -> None:
+    """125 Hz and the 750/1500 Hz half-octaves: measured standard values kept, missing ones interpolated."""
+    freqs = (125, 250, 500, 750, 1000, 1500, 2000, 4000, 8000)
+    vals = [10, 20, 25, 30, 35, 40, 45, 55, 65]
+    notes: list[str] = []
+    ag = Audiogram.from_file(_write(tmp_path / "h.csv", _csv(freqs, vals)), notice=notes.append)
+    assert ag.thresholds_db_hl[:4] == (20, 25, 35, 45) and ag.thresholds_db_hl[5] == 55 and ag.thresholds_db_hl[7] == 65
+    assert len(notes) == 1 and "3000 Hz" in notes[0] and "6000 Hz" in notes[0] and "125, 750, 1500 Hz" in notes[0]
+
+
+def test_standard_set_gives_no_notice(tmp_path: Path) -> None:
+    notes: list[str] = []
+    Audiogram.from_file(_write(tmp_path / "s.csv", _csv(AUDIOGRAM_FREQS_HZ, GOOD)), notice=notes.append)
+    assert notes == []
+
+
+def test_unknown_json_key_is_refused(tmp_path: Path) -> None:
+    """A typo'd key (``thresholds_db_HL``) was ignored; now it is one line naming it."""
+    p = _write(tmp_path / "typo.json", json.dumps({"thresholds_db_hl": GOOD, "thresholds_db_HL": GOOD}))
+    with pytest.raises(AudiogramError) as exc:
+        Audiogram.from_file(p)
+    assert "unknown key 'thresholds_db_HL'" in _one_line(exc)
