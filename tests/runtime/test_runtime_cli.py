@@ -64,7 +64,8 @@ def bad_wavs(tmp_path_factory):
     (d / "garbage.wav").write_bytes(bytes(range(256)) * 4)
     (d / "empty.wav").write_bytes(b"")
     pcm16(d / "nosamples.wav", np.zeros(0))
-    pcm16(d / "stereo.wav", np.zeros(3200), channels=2)
+    # Three channels: --channel picks from a stereo pair, a surround file is refused.
+    pcm16(d / "three.wav", np.zeros(3 * 3200), channels=3)
     (d / "truncated_header.wav").write_bytes(good[:30])
     # A fmt chunk claiming 8 channels with a block align for 1: inconsistent.
     raw = bytearray(good)
@@ -78,7 +79,7 @@ def bad_wavs(tmp_path_factory):
     ("garbage.wav", ["garbage.wav", "not a WAV"]),
     ("empty.wav", ["empty.wav", "empty"]),
     ("nosamples.wav", ["nosamples.wav", "no samples"]),
-    ("stereo.wav", ["stereo.wav", "2 channels", "mono"]),
+    ("three.wav", ["three.wav", "3 channels", "mono or stereo"]),
     ("truncated_header.wav", ["truncated_header.wav"]),
     ("inconsistent.wav", ["inconsistent.wav"]),
     ("missing.wav", ["missing.wav", "no such file"]),
@@ -91,9 +92,33 @@ def test_toolchain_run_refuses_a_bad_wav(default_bundle, bad_wavs, tmp_path, nam
 
 
 def test_runtime_run_refuses_a_bad_wav_the_same_way(default_bundle, bad_wavs, tmp_path):
-    r = run_runtime("run", str(default_bundle), "--input", str(bad_wavs / "stereo.wav"), "--output", str(tmp_path / "out.wav"))
-    one_line_error(r, "python -m runtime run: error:", "stereo.wav", "mono")
+    r = run_runtime("run", str(default_bundle), "--input", str(bad_wavs / "three.wav"), "--output", str(tmp_path / "out.wav"))
+    one_line_error(r, "python -m runtime run: error:", "three.wav", "mono or stereo")
     assert nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("cli", ["toolchain", "runtime"])
+def test_run_takes_a_stereo_wav_by_its_channel(default_bundle, tmp_path, cli):
+    """Issue 17: a stereo file is mixed by default (as `stream` does); --channel left|right picks one."""
+    mono, rate = read_wav(DEMO)
+    mono = mono[: rate // 2]
+    # Right = -left: the mix is exact digital silence, and each channel is a known mono file.
+    pcm16(tmp_path / "st.wav", np.stack([mono, -mono], axis=1).reshape(-1), channels=2)
+    pcm16(tmp_path / "left.wav", mono)
+    pcm16(tmp_path / "right.wav", -mono)
+    pcm16(tmp_path / "zero.wav", np.zeros_like(mono))
+    runner = run_toolchain if cli == "toolchain" else run_runtime
+    outs = {}
+    for name, src, extra in (("st_mix", "st.wav", ()), ("st_left", "st.wav", ("--channel", "left")),
+                             ("st_right", "st.wav", ("--channel", "right")), ("left", "left.wav", ()),
+                             ("right", "right.wav", ()), ("zero", "zero.wav", ())):
+        r = runner("run", str(default_bundle), "--input", str(tmp_path / src), "--output",
+                   str(tmp_path / f"{name}.out.wav"), "--backend", "ckernel", *extra)
+        assert r.returncode == 0, r.stderr
+        outs[name] = read_wav(tmp_path / f"{name}.out.wav")[0]
+    np.testing.assert_array_equal(outs["st_left"], outs["left"])
+    np.testing.assert_array_equal(outs["st_right"], outs["right"])
+    np.testing.assert_array_equal(outs["st_mix"], outs["zero"])
 
 
 @pytest.fixture(scope="module")

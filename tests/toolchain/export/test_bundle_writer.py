@@ -358,7 +358,7 @@ def test_failed_final_rename_restores_old_bundle(tmp_path: Path,
 
     def rename(src: Any, dst: Any) -> None:
         # Let the old bundle move aside, then fail to move the new one in.
-        if Path(src).name.startswith(".b.tmp-"):
+        if Path(src).name.startswith(".hx-bundle-"):
             raise OSError(5, "Input/output error", str(src))
         real_rename(src, dst)
 
