@@ -42,6 +42,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     loss.backward()
     if rank == 0:
         torch.save({n.removeprefix("module."): p.grad for n, p in net.named_parameters()}, out)
+    # Both ranks leave together: a rank tearing gloo down while the other is still saving
+    # aborted it ("terminate called without an active exception") on a loaded machine.
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
