@@ -21,6 +21,7 @@ __all__ = [
     "BOARDS_DIR",
     "KNOWN_ARCHS",
     "KNOWN_BACKENDS",
+    "KNOWN_QUANTS",
     "AudioSpec",
     "Board",
     "BoardError",
@@ -49,6 +50,7 @@ ALIASES: Mapping[str, str] = MappingProxyType({
 
 KNOWN_ARCHS = ("aarch64", "x86_64", "armv8.1-m")
 KNOWN_BACKENDS = ("ckernel", "litert", "onnx")
+KNOWN_QUANTS = ("16x8", "int8")
 
 
 class BoardError(ValueError):
@@ -109,6 +111,10 @@ class RuntimeSpec:
     # Ed25519 public keys (.pub files, or directories of them) bundles may be signed with;
     # relative paths in the TOML are relative to the board file's directory.
     trusted_keys: tuple[Path, ...] = ()
+    # The device graph the export makes the bundle's default: "16x8" (int16 audio and
+    # activations, int8 weights: 16-bit converters' precision) on application CPUs, "int8"
+    # (full integer) where memory or the kernels allow nothing wider.
+    quant: str = "16x8"
 
 
 @dataclass(frozen=True)
@@ -252,7 +258,7 @@ def _board_from_dict(data: Mapping[str, Any], where: str, path: Path | None) -> 
     )
 
     t = r.table("runtime")
-    r.no_unknown(t, "runtime", ("threads", "backend", "require_signature", "trusted_keys"))
+    r.no_unknown(t, "runtime", ("threads", "backend", "require_signature", "trusted_keys", "quant"))
     runtime = RuntimeSpec(
         threads=r.get(t, "runtime", "threads", "an integer > 0", pos_int),
         backend=r.get(t, "runtime", "backend", f"one of {', '.join(KNOWN_BACKENDS)}",
@@ -264,6 +270,8 @@ def _board_from_dict(data: Mapping[str, Any], where: str, path: Path | None) -> 
             for k in r.get(t, "runtime", "trusted_keys", "a list of public key paths (strings)",
                            lambda v: isinstance(v, list) and all(isinstance(s, str) and s.strip() for s in v),
                            required=False, default=[])),
+        quant=r.get(t, "runtime", "quant", f"one of {', '.join(KNOWN_QUANTS)}", lambda v: v in KNOWN_QUANTS,
+                    required=False, default="16x8"),
     )
     # A board that refuses unsigned bundles but names no key would refuse every bundle.
     if runtime.require_signature and not runtime.trusted_keys:

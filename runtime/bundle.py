@@ -315,10 +315,13 @@ def _fmt(v: Any) -> str:
     return str(list(v)) if isinstance(v, tuple) else repr(v)
 
 
+#: Graph flavours a device can run as its default (integer TFLite graphs).
+DEVICE_GRAPHS = ("int16x8", "int8")
+
 # Top-level manifest keys in the order to_dict() writes them.
 _MANIFEST_KEYS = (
     "format_version", "model", "target", "sample_rate", "block",
-    "algorithmic_latency_samples", "output_limit", "audiogram", "graphs", "files",
+    "algorithmic_latency_samples", "output_limit", "audiogram", "graphs", "default_graph", "files",
     "metrics", "toolchain_version", "created_utc", "extra",
 )
 
@@ -342,6 +345,9 @@ class Manifest:
     toolchain_version: str = ""
     created_utc: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # The TFLite flavour the device runs ("int16x8": int16 audio and activations, int8 weights;
+    # "int8": full integer); bundles from before it was recorded ran "int8".
+    default_graph: str = "int8"
 
     @property
     def algorithmic_latency_ms(self) -> float:
@@ -367,6 +373,7 @@ class Manifest:
             "output_limit": self.output_limit,
             "audiogram": None if self.audiogram is None else dict(self.audiogram),
             "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
+            "default_graph": self.default_graph,
             "files": {k: self.files[k] for k in sorted(self.files)},
             "metrics": dict(self.metrics),
             "toolchain_version": self.toolchain_version,
@@ -435,6 +442,12 @@ def _parse(d: Mapping[str, Any]) -> Manifest:
             raise _Fail(f"graphs.{key}.file {spec.file!r} is not listed in files")
         graphs[key] = spec
 
+    default_graph = d.get("default_graph", "int8")
+    _typed(default_graph, isinstance(default_graph, str) and default_graph in DEVICE_GRAPHS, "default_graph",
+           f"one of {', '.join(DEVICE_GRAPHS)}")
+    if default_graph not in graphs:
+        raise _Fail(f"default_graph {default_graph!r} is not in graphs (has: {', '.join(graphs)})")
+
     metrics = d.get("metrics", {})
     _typed(metrics, isinstance(metrics, Mapping), "metrics", "an object")
     for k, v in metrics.items():
@@ -457,6 +470,7 @@ def _parse(d: Mapping[str, Any]) -> Manifest:
         algorithmic_latency_samples=latency, output_limit=float(limit),
         audiogram=_parse_audiogram(d.get("audiogram")), graphs=graphs, files=dict(files),
         metrics=dict(metrics), toolchain_version=tv, created_utc=created, extra=extra,
+        default_graph=default_graph,
     )
 
 

@@ -169,6 +169,14 @@ class _Quantizer:
         return t.astype(self.dtype)
 
 
+def _io_dtype(backend: Any) -> np.dtype:
+    """The integer sample type a raw-stepping backend takes: its ``io_dtype``, else its input tensor's."""
+    dt = getattr(backend, "io_dtype", None)
+    if dt is None:
+        dt = getattr(backend, "_x_dtype", np.int8)
+    return np.dtype(dt)
+
+
 class Engine:
     """Runs a bundle on any host block size, safely.
 
@@ -206,7 +214,8 @@ class Engine:
             s_in, z_in = b.input_quant
             s_out, z_out = b.output_quant
             self._raw = b.process_raw
-            self._quant = _Quantizer(s_in, z_in)
+            # int16 for the 16x8 device graph (16-bit audio at the PCM scale), int8 for full integer.
+            self._quant = _Quantizer(s_in, z_in, _io_dtype(b))
             self._deq = (np.float32(s_out), int(z_out))
         self._times = np.zeros(max(1, int(timing_window)), np.float64)
         self.reset()
@@ -219,7 +228,7 @@ class Engine:
 
     @property
     def integer_path(self) -> bool:
-        """True when the backend is stepped on int8 samples through the engine's quantiser."""
+        """True when the backend is stepped on integer (int16 or int8) samples through the engine's quantiser."""
         return self._raw is not None
 
     # ------------------------------------------------------------------ state

@@ -6,14 +6,19 @@ from typing import Any
 
 from runtime.backends.base import Backend, BackendError
 
-BACKENDS = ("litert", "ckernel", "onnx", "litert-fp32")
+BACKENDS = ("litert", "ckernel", "onnx", "litert-fp32", "litert-int8")
 
 
 def open_backend(bundle: Any, name: str = "litert", *, num_threads: int = 1) -> Backend:
-    """A backend for ``bundle`` (a :class:`runtime.bundle.Bundle`): litert (int8 TFLite),
-    litert-fp32, ckernel (the C kernel through cffi) or onnx (fp32, onnxruntime)."""
+    """A backend for ``bundle`` (a :class:`runtime.bundle.Bundle`): litert (the bundle's default
+    device graph, ``manifest.default_graph``: int16x8 or int8), litert-int8 (the full-integer
+    graph), litert-fp32, ckernel (the C kernel through cffi) or onnx (fp32, onnxruntime)."""
     m = bundle.manifest
     if name == "litert":
+        from runtime.backends.litert import LiteRTBackend
+
+        return LiteRTBackend(bundle.graph_file(m.default_graph), num_threads=num_threads)
+    if name == "litert-int8":
         from runtime.backends.litert import LiteRTBackend
 
         return LiteRTBackend(bundle.graph_file("int8"), num_threads=num_threads)

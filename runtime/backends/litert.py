@@ -131,6 +131,11 @@ class LiteRTBackend:
         return self._qp(self._x)
 
     @property
+    def io_dtype(self) -> np.dtype:
+        """The sample type of the graph's audio input and output (int16, int8 or float32)."""
+        return self._x_dtype
+
+    @property
     def output_quant(self) -> tuple[float, int]:
         return self._qp(self._y)
 
