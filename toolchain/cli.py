@@ -235,6 +235,16 @@ def _print_summary(con: Any, bundle: Any) -> None:
                             f"{mt['int8_vs_fp32_snr_db_qat_recalibrated']:.1f} dB (recalibrated); shipped: {mt['int8_graph']}"))
     if "int16x8_vs_fp32_snr_db" in mt:
         rows.append(("16x8 vs fp32 SNR", f"{mt['int16x8_vs_fp32_snr_db']:.1f} dB (model_16x8.tflite)"))
+    rows.insert(1, ("device graph", f"{m.default_graph} ({m.graphs[m.default_graph].file})"))
+    levels = sorted((float(k.split("_at_")[1].removesuffix("db_spl")), v) for k, v in mt.items()
+                    if k.startswith("device_vs_fp32_snr_db_at_"))
+    if levels:
+        rows.append(("device vs fp32 by level", ", ".join(f"{lv:g} dB SPL: {v:.1f} dB" for lv, v in levels)))
+    if "device_equivalent_input_noise_db_spl" in mt:
+        rows.append(("self-noise", f"silence in → {mt['device_silence_output_db_spl']:.1f} dB SPL out (DC "
+                                   f"{mt['device_silence_dc']:+.5f}, block-rate tones +{mt['device_silence_block_tone_excess_db']:.1f} dB); "
+                                   f"equivalent input noise {mt['device_equivalent_input_noise_db_spl']:.1f} dB SPL"))
+        rows.append(("input clips at", f"{mt['device_input_clip_level_db_spl']:.1f} dB SPL (sine)"))
     if "kernel_arena_bytes" in mt:
         rows.append(("C kernel arena", f"{mt['kernel_arena_bytes']:,} bytes"))
     if "export_seconds" in mt:
@@ -262,12 +272,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for k in ("format_version", "model", "target", "sample_rate", "block", "algorithmic_latency_samples",
               "output_limit", "toolchain_version", "created_utc"):
         top.add_row(k, str(getattr(m, k)))
+    top.add_row("default graph", f"{m.default_graph} ({m.graphs[m.default_graph].file}): what the device runs")
     if m.audiogram:
         top.add_row("audiogram", f"{m.audiogram['name']}: " + ", ".join(
             f"{f:g} Hz {t:g}" for f, t in zip(m.audiogram["frequencies_hz"], m.audiogram["thresholds_db_hl"])))
     con.print(top)
     for flavour, g in m.graphs.items():
-        t = Table(title=f"graph {flavour}: {g.file}")
+        t = Table(title=f"graph {flavour}: {g.file}" + ("  (default device graph)" if flavour == m.default_graph else ""))
         for col in ("tensor", "role", "shape", "dtype", "scale", "zero point"):
             t.add_column(col)
         state_in = {s.input for s in g.states}
@@ -382,9 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--qat-steps", type=_non_negative_int, default=0, metavar="N",
                    help="quantisation-aware fine-tuning steps before the int8 export (default 0: post-training "
                    "quantisation only; a few hundred steps take minutes on a CPU); the better int8 graph ships")
-    e.add_argument("--quant", choices=("int8", "16x8"), default="int8",
-                   help="16x8 also writes model_16x8.tflite (int16 activations, int8 weights; needs a model "
-                   "without PReLU, e.g. activation = \"leaky_relu\") and its SNR")
+    e.add_argument("--quant", choices=("int8", "16x8"), default=None,
+                   help="the device graph: 16x8 (int16 audio, state and activations, int8 weights: "
+                   "model_16x8.tflite, what boards with an application CPU run) or int8 (full integer: "
+                   "model_int8.tflite); default: the board's runtime.quant. The int8 graph is written either way; "
+                   "16x8 needs a model without PReLU (activation = \"leaky_relu\")")
     e.add_argument("--quiet", action="store_true", help="no progress display")
     e.set_defaults(func=cmd_export)
 

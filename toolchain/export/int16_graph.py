@@ -67,8 +67,13 @@ def _set_scale(t: Any, s: float) -> None:
     t.quantization.zeroPoint = [0]
 
 
-def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE) -> bytes:
-    """``tflite16`` without requantising ops and with its input scale group at ``input_scale``."""
+def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE, min_output_reach: float = 0.0) -> bytes:
+    """``tflite16`` without requantising ops and with its input scale group at ``input_scale``.
+
+    ``min_output_reach``: the audio output's scale is widened, if needed, so that its int16 range
+    reaches at least this magnitude (the board's output limit): the limiter, not the graph's
+    output grid, decides where a loud sound stops.
+    """
     import flatbuffers
 
     schema = _schema()
@@ -78,7 +83,7 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE) -> bytes:
     ops = list(g.operators)
     names = _op_names(m)
     int16 = schema.TensorType.INT16
-    audio_in = _audio_input(g)
+    audio_in = _audio_input(m)
     if tensors[audio_in].type != int16:
         raise Int16GraphError("not a 16x8 graph (its audio input is not int16)")
 
@@ -173,6 +178,13 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE) -> bytes:
         m.buffers[bt.buffer].data = np.frombuffer(new.astype(dtype).tobytes(), np.uint8).copy()
         bt.quantization.scale = [float(s) / ratio for s in bt.quantization.scale]
 
+    # 4. The audio output's reach. Its producer requantises to whatever scale the tensor declares.
+    y = _audio_output(m)
+    if min_output_reach > 0 and _scale(tensors[y]) * 32767.0 < min_output_reach:
+        if y in members or names[producers_of(ops, y)] not in _RESCALING_OPS:
+            raise Int16GraphError("the audio output shares a scale group; it cannot be widened to the output limit")
+        _set_scale(tensors[y], min_output_reach / 32767.0)
+
     left = [n for n in names if n in ("QUANTIZE", "DEQUANTIZE")]
     if left:
         raise Int16GraphError(f"{len(left)} {left[0]} op(s) remain in the 16x8 graph")
@@ -181,13 +193,37 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE) -> bytes:
     return bytes(builder.Output())
 
 
-def _audio_input(g: Any) -> int:
+def producers_of(ops: list[Any], tensor: int) -> int:
+    """Index of the op that writes ``tensor``."""
+    for k, op in enumerate(ops):
+        if tensor in op.outputs:
+            return k
+    raise Int16GraphError("the audio output is not written by any op")
+
+
+def _signature_tensor(m: Any, key: str, outputs: bool) -> int | None:
+    """Tensor index of signature entry ``key`` (``x`` / ``y``), if the model has a signature."""
+    for sig in m.signatureDefs or []:
+        for t in (sig.outputs if outputs else sig.inputs) or []:
+            if t.name.decode() == key:
+                return int(t.tensorIndex)
+    return None
+
+
+def _audio_output(m: Any) -> int:
+    """The block output ``y`` (the step graph's other outputs are its state)."""
+    y = _signature_tensor(m, "y", outputs=True)
+    if y is None:
+        raise Int16GraphError("the graph has no signature output named 'y' (the audio block)")
+    return y
+
+
+def _audio_input(m: Any) -> int:
     """The block input ``x`` (the step graph's other inputs are its state)."""
-    for i in g.inputs:
-        name = g.tensors[i].name.decode()
-        if name.split(":")[0].removeprefix("serving_default_") == "x":
-            return i
-    raise Int16GraphError("the graph has no input named 'x' (the audio block)")
+    x = _signature_tensor(m, "x", outputs=False)
+    if x is None:
+        raise Int16GraphError("the graph has no signature input named 'x' (the audio block)")
+    return x
 
 
 def _has_data(m: Any, t: Any) -> bool:

@@ -20,9 +20,13 @@ from runtime.bench import LatencyProbeError, impulse_latency, stream
 from runtime.boards import Board
 from runtime.bundle import Bundle, load_bundle
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
+from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.models.seanet import SEANet, load_seanet
 from toolchain.models.streaming import StreamingGraph
+from toolchain.export import self_noise
+from toolchain.export.int16_graph import Int16GraphError, finalize_16x8
+from toolchain.export.self_noise import SNR_LEVELS_DB_SPL
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 
@@ -58,8 +62,10 @@ class ExportOptions:
     # than automatic: a few hundred steps cost minutes of CPU, which a fitting session should ask for.
     qat_steps: int = 0
     qat_lr: float = 1e-4
-    # "int8" (the deployed graph), or "16x8": also int16-activation / int8-weight model_16x8.tflite
-    quant: str = "int8"
+    # The device graph: "16x8" (int16 audio, state and activations, int8 weights: model_16x8.tflite)
+    # or "int8" (full integer); None takes the board's ``runtime.quant``. The int8 graph is written
+    # either way (boards that need it, and the drift report's comparison).
+    quant: str | None = None
     drift_clips: int = 2              # held-out clips the per-layer drift report streams
     # 16x8 calibration also sees every calibration block this much louder: int16 has resolution to
     # spare, and speech peaks beyond the calibration set's (a held-out clip at the same nominal level
@@ -67,9 +73,14 @@ class ExportOptions:
     # the rounding (24 vs 48 dB on that clip). PReLU/LeakyReLU nets are positively homogeneous, so
     # scaling the input and the state by g is the same audio g times louder, up to the biases.
     int16_headroom_db: float = 12.0
+    # Self-noise and dynamic range of the device graph (toolchain/export/self_noise.py): held-out
+    # speech at each of these levels separately, and seconds of digital silence.
+    noise_levels_db_spl: tuple[float, ...] = SNR_LEVELS_DB_SPL
+    noise_clips: int = 2
+    silence_seconds: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.quant not in QUANT_MODES:
+        if self.quant is not None and self.quant not in QUANT_MODES:
             raise ExportError(f"quant {self.quant!r}; expected one of {', '.join(QUANT_MODES)}")
         if self.qat_steps < 0:
             raise ExportError(f"qat steps must be >= 0, got {self.qat_steps}")
@@ -228,7 +239,8 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         model.check_block(block)
     except ValueError as e:
         raise ExportError(str(e)) from None
-    _check_quant_mode(model, opts.quant)
+    quant = opts.quant or board.runtime.quant
+    _check_quant_mode(model, quant)
     fitted = model.fit(opts.audiogram.as_array())
     graph: StreamingGraph = fitted.streaming()
 
@@ -295,12 +307,6 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     fp32_err = float(np.max(np.abs(np.concatenate([stream(fp32_backend, c) for c in test]) - ref)))
     onnx_err = float(np.max(np.abs(np.concatenate([stream(onnx_backend, c) for c in test]) - ref)))
     latency = fitted.algorithmic_latency_samples(block)
-    try:
-        measured = impulse_latency(int8_backend)
-    except LatencyProbeError as e:
-        raise ExportError(str(e)) from None
-    if measured != latency:
-        raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
 
     progress("per-layer drift of the int8 graph", 0.8)
     from toolchain.export.drift import layer_drift
@@ -313,26 +319,41 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     graphs = {"int8": _tflite_graph_spec(int8, "model_int8.tflite"),
               "fp32": _tflite_graph_spec(art.fp32, "model_fp32.tflite"),
               "onnx": _onnx_graph_spec(onnx_bytes, "model.onnx")}
-    kernel_info = _kernel_files(int8, files)
     int16_metrics: dict[str, Any] = {}
-    if opts.quant == "16x8":
-        progress("converting to 16x8 TFLite (int16 activations, int8 weights)", 0.85)
+    device, default_graph = int8, "int8"
+    if quant == "16x8":
+        progress("converting to 16x8 TFLite (int16 audio and activations, int8 weights)", 0.85)
         g = 10.0 ** (opts.int16_headroom_db / 20.0)
         reps16 = reps + [[a * g for a in r] for r in reps]
         art16 = tflite.convert(keras_model, len(graph.slots), lambda: iter(reps16), int16x8=True, fp32=False)
-        check16 = _count_int8_ops(art16.int8, _INT16X8_TYPES)
+        try:
+            model16 = finalize_16x8(art16.int8, min_output_reach=board.audio.output_limit)
+        except Int16GraphError as e:
+            raise ExportError(f"16x8 graph: {e}") from None
+        check16 = _count_int8_ops(model16, _INT16X8_TYPES)
         if check16["float_ops"]:
             raise ExportError(f"16x8 graph still computes in float in: {sorted(set(check16['float_ops']))}")
-        files["model_16x8.tflite"] = art16.int8
-        graphs["int16x8"] = _tflite_graph_spec(art16.int8, "model_16x8.tflite")
-        y16 = np.concatenate([stream(LiteRTBackend(art16.int8, num_threads=1), c) for c in test])
-        drift16 = layer_drift(graph, art.fp32, art16.int8, drift_clips, block)
+        files["model_16x8.tflite"] = model16
+        graphs["int16x8"] = _tflite_graph_spec(model16, "model_16x8.tflite")
+        y16 = np.concatenate([stream(LiteRTBackend(model16, num_threads=1), c) for c in test])
+        drift16 = layer_drift(graph, art.fp32, model16, drift_clips, block)
         extra_sections["drift_16x8"] = drift16.to_dict()
-        int16_metrics = {"int16x8_vs_fp32_snr_db": round(snr_db(ref, y16), 3), "int16x8_bytes": len(art16.int8),
+        int16_metrics = {"int16x8_vs_fp32_snr_db": round(snr_db(ref, y16), 3), "int16x8_bytes": len(model16),
                          "int16x8_headroom_db": opts.int16_headroom_db,
                          "int16x8_ops": ",".join(f"{k}:{v}" for k, v in sorted(check16["ops"].items())),
                          **drift16.metrics("drift_16x8")}
+        device, default_graph = model16, "int16x8"
 
+    progress("self-noise and dynamic range of the device graph", 0.9)
+    device_backend = LiteRTBackend(device, num_threads=1)
+    try:
+        measured = impulse_latency(device_backend)
+    except LatencyProbeError as e:
+        raise ExportError(str(e)) from None
+    if measured != latency:
+        raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
+    noise_metrics = measure_self_noise(device_backend, fp32_backend, opts, sr, block, board.audio.output_limit)
+    kernel_info = _kernel_files(device, files)
     metrics: dict[str, Any] = {
         "parameters": fitted.deployed_parameters(),
         "macs_per_second": fitted.macs_per_second(),
@@ -355,6 +376,8 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         **drift.metrics(),
         **qat_metrics,
         **int16_metrics,
+        "device_graph": default_graph,
+        **noise_metrics,
     }
     metrics.update(kernel_info)
     metrics["export_seconds"] = round(time.perf_counter() - t0, 2)
@@ -370,6 +393,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         "audiogram": {"name": opts.audiogram.name, "thresholds_db_hl": list(opts.audiogram.thresholds_db_hl),
                       "frequencies_hz": list(AUDIOGRAM_FREQS_HZ)},
         "graphs": graphs,
+        "default_graph": default_graph,
         "metrics": metrics,
         "extra": {"model_config": model.config.to_dict(), "checkpoint": Path(opts.checkpoint).name,
                   "board": {"core": board.cpu.core, "cflags": list(board.compiler.cflags),
@@ -382,6 +406,23 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
 
     trust = TrustPolicy(keys=(opts.signing_key.public,)) if opts.signing_key is not None else TrustPolicy()
     return ExportReport(bundle=load_bundle(out, trust=trust), metrics=metrics)
+
+
+def measure_self_noise(device: Any, fp32: Any, opts: ExportOptions, sample_rate: int, block: int,
+                       output_limit: float | None = None) -> dict[str, Any]:
+    """Per-level device-vs-fp32 SNR, silence output, equivalent input noise and clip level of the
+    device graph (flat manifest metrics prefixed ``device_``)."""
+    cal = DEFAULT_CALIBRATION
+    cfg = CorpusConfig(sample_rate=sample_rate, seconds=opts.clip_seconds, speech_level_db_spl=(65.0, 65.0),
+                       snr_db=opts.snr_db, noise_probability=0.0)
+    _, clean = SyntheticCorpus("test", cfg, seed=opts.corpus_seed + 1, size=opts.noise_clips, workers=2).batch(
+        list(range(opts.noise_clips)))
+    n = clean.shape[1] // block * block
+    by_level = {lv: [cal.set_level(c[:n], lv).astype(np.float32) for c in clean] for lv in opts.noise_levels_db_spl}
+    per_level = self_noise.per_level_snr(device, fp32, by_level, output_limit)
+    silence = self_noise.silence_figures(device, fp32, sample_rate, block, seconds=opts.silence_seconds)
+    clip_db = self_noise.clip_level_db_spl(device)
+    return self_noise.metrics(per_level, silence, clip_db, "device")
 
 
 def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarray, test: np.ndarray,
@@ -431,11 +472,11 @@ def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarr
     return candidates.get(best, ptq_int8), snrs[best], metrics
 
 
-def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:
-    """Add the C kernel blob (kernel/model.hxb) and its firmware header form to the bundle."""
+def _kernel_files(device: bytes, files: dict[str, bytes]) -> dict[str, Any]:
+    """Add the C kernel blob of the device graph (kernel/model.hxb) and its firmware header form."""
     from toolchain.export import ckernel
 
-    blob = ckernel.tflite_to_blob(int8)
+    blob = ckernel.tflite_to_blob(device)
     files["kernel/model.hxb"] = blob
     files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()
     info = ckernel.describe_blob(blob)

@@ -46,17 +46,26 @@ def _snr(ref: np.ndarray, test: np.ndarray) -> float:
     return float("inf") if err == 0 else 10.0 * math.log10(sig / err)
 
 
-def per_level_snr(device: Any, fp32: Any, clips_by_level: dict[float, Sequence[np.ndarray]]) -> dict[str, dict[str, float]]:
-    """{level: {device_vs_fp32_db, pcm16_input_ceiling_db, input_peak}} for speech clips at each level."""
+def per_level_snr(device: Any, fp32: Any, clips_by_level: dict[float, Sequence[np.ndarray]],
+                  output_limit: float | None = None) -> dict[str, dict[str, float]]:
+    """{level: {device_vs_fp32_db, pcm16_input_ceiling_db, input_peak, fp32_above_limit}} per speech level.
+
+    ``output_limit``: both outputs are compared as they reach the ear, clipped at the bundle's
+    limit (the runtime's limiter never lets more out); what the fp32 graph would have played above
+    it is reported as ``fp32_above_limit`` (fraction of samples), so a loud level that only
+    measures the limit is visible as such.
+    """
     out = {}
+    lim = float("inf") if output_limit is None else float(output_limit)
     for level, clips in clips_by_level.items():
         x = [pcm16(c) for c in clips]
         ref = np.concatenate([stream(fp32, c) for c in x])
         dev = np.concatenate([stream(device, c) for c in x])
         unq = np.concatenate([stream(fp32, np.asarray(c, np.float32)) for c in clips])
-        out[f"{level:g}"] = {"device_vs_fp32_db": round(_snr(ref, dev), 2),
-                             "pcm16_input_ceiling_db": round(_snr(unq, ref), 2),
-                             "input_peak": round(float(max(np.abs(c).max() for c in clips)), 4)}
+        out[f"{level:g}"] = {"device_vs_fp32_db": round(_snr(np.clip(ref, -lim, lim), np.clip(dev, -lim, lim)), 2),
+                             "pcm16_input_ceiling_db": round(_snr(np.clip(unq, -lim, lim), np.clip(ref, -lim, lim)), 2),
+                             "input_peak": round(float(max(np.abs(c).max() for c in clips)), 4),
+                             "fp32_above_limit": round(float(np.mean(np.abs(ref) > lim)), 5)}
     return out
 
 
@@ -120,6 +129,7 @@ def metrics(per_level: dict[str, dict[str, float]], silence: SilenceFigures, cli
     m: dict[str, Any] = {}
     for level, d in per_level.items():
         m[f"{prefix}_vs_fp32_snr_db_at_{level}db_spl"] = d["device_vs_fp32_db"]
+        m[f"{prefix}_fp32_above_limit_at_{level}db_spl"] = d["fp32_above_limit"]
     m[f"{prefix}_silence_output_db_spl"] = silence.output_db_spl
     m[f"{prefix}_silence_output_exactly_zero"] = "yes" if silence.output_exactly_zero else "no"
     m[f"{prefix}_silence_dc"] = silence.dc
