@@ -21,6 +21,15 @@ machine load. The headline ratio (per block size) is ``litert_xnnpack_invoke`` p
 ``ckernel_call`` p50 of the fastest host kernel set (also given on minima). Also reported: the arena bytes of the blob and the
 text size (``aarch64-linux-gnu-size``) of the kernel library and of ``hx_stream`` cross-built with the
 flags of boards/rpi4.toml. Writes ``ckernel_bench.json`` and ``ckernel_bench.png`` under ``--out``.
+
+16x8 (``"int16x8"`` in the JSON, the default device graph on boards with an application CPU): at
+the default block (16), the prescription recipe's architecture (leaky ReLU, 48-tap convs, the NAL-R
+skip; random weights) converted by LiteRT's 16x8 quantiser and finalized as the device runs it
+(``int16_graph.finalize_16x8``), timed the same way (``hx_model_process_s16`` against LiteRT's
+built-in 16x8 kernels and its default resolver), interleaved with the int8 block-16 C call so the
+int16 and int8 MAC/s come from the same machine load. Reported: the C/LiteRT ratios (target >= 2),
+p99 load (p99 / block period) of both backends, int16 and int8 MAC/s, the 16x8 blob's arena bytes,
+and the aarch64 text bytes of the s16 kernels alone.
 """
 
 from __future__ import annotations
@@ -104,6 +113,62 @@ def int8_model(block: int, cache: Path) -> bytes:
     return tfl
 
 
+def int16x8_model(block: int, cache: Path) -> bytes:
+    """The finalized 16x8 step graph of the prescription-config SEANet for ``block`` (cached by source hash)."""
+    import inspect
+
+    h = hashlib.sha256()
+    for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py",
+                "toolchain/export/int16_graph.py"):
+        h.update((REPO / rel).read_bytes())
+    for fn in (_graph16, _corpus):
+        h.update(inspect.getsource(fn).encode())
+    h.update(f"calib-every-{max(1, 128 // block)}".encode())
+    path = cache / f"seanet16x8-b{block}-{h.hexdigest()[:16]}.tflite"
+    if path.is_file():
+        return path.read_bytes()
+    import torch
+
+    from toolchain.export.int16_graph import finalize_16x8
+    from toolchain.export.tflite import build_keras_step, convert
+
+    g = _graph16()
+    x = _corpus("calib", 2)
+    reps, states = [], g.init_state()
+    with torch.no_grad():
+        for i in range(0, x.size - block + 1, block):
+            xb = torch.from_numpy(x[i:i + block]).reshape(1, 1, block)
+            if (i // block) % max(1, 128 // block) == 0:
+                reps.append([xb.numpy().reshape(1, 1, block, 1),
+                             *[s.permute(0, 2, 1).numpy()[:, None].astype(np.float32) for s in states]])
+            _, states = g.step(xb, states)
+    tfl = finalize_16x8(convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps), int16x8=True,
+                                fp32=False).int8)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tfl)
+    return tfl
+
+
+def _graph16():
+    """Random-weight SEANet of toolchain/train/recipes/prescription.toml's architecture, fitted."""
+    import torch
+
+    from toolchain.models.seanet import SEANet, SEANetConfig
+
+    torch.manual_seed(1234)
+    m = SEANet(SEANetConfig(activation="leaky_relu", kernel_size=48, skip_taps=48, skip_channels=2,
+                            prescription="nalr"))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() > 1 and "audiogram" not in name:
+                p.normal_(0.0, 0.5 / np.sqrt(p.shape[1] * p.shape[-1]))
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.02)
+            elif "audiogram" in name:
+                p.normal_(0.0, 0.05)
+    return m.eval().fit(AUDIOGRAM).streaming()
+
+
 # ---------------------------------------------------------------------------------- timing
 def _stats(samples_us: np.ndarray) -> dict:
     s = np.sort(np.asarray(samples_us, dtype=np.float64))
@@ -111,8 +176,8 @@ def _stats(samples_us: np.ndarray) -> dict:
             "mean_us": float(s.mean()), "n": int(s.size)}
 
 
-def litert_invoker(tfl: bytes, block: int, *, xnnpack: bool):
-    """A function timing Invoke for one block of int8 input (other inputs already set; 1 thread)."""
+def litert_invoker(tfl: bytes, block: int, *, xnnpack: bool, dtype=np.int8):
+    """A function timing Invoke for one block of ``dtype`` input (other inputs already set; 1 thread)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kw = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
@@ -121,7 +186,7 @@ def litert_invoker(tfl: bytes, block: int, *, xnnpack: bool):
     idx = {d["name"]: d["index"] for d in it.get_input_details()}
     x_index = next(i for n, i in idx.items() if n.endswith("x") or n.endswith("x:0"))
     for d in it.get_input_details():
-        it.set_tensor(d["index"], np.full(d["shape"], d["quantization"][1], np.int8))
+        it.set_tensor(d["index"], np.full(d["shape"], d["quantization"][1], dtype))
     # The pybind Invoke() without the Python wrapper's buffer-safety check: the least overhead LiteRT
     # can be charged with from Python (it still releases and re-takes the GIL).
     invoke = getattr(getattr(it, "_interpreter", None), "Invoke", None) or it.invoke
@@ -136,15 +201,17 @@ def litert_invoker(tfl: bytes, block: int, *, xnnpack: bool):
 
 
 def ckernel_invoker(blob: bytes, arch: str):
-    """A function timing one hx_model_process call (through cffi, buffers prepared) for one block."""
+    """A function timing one hx_model_process(_s16) call (through cffi, buffers prepared) for one block."""
     from runtime.backends.ckernel import CKernelBackend
 
     be = CKernelBackend(blob, arch=arch)
     ffi, lib, model = be._ffi, be._lib, be._model
-    xbuf = np.zeros(be.block, np.int8)
-    ybuf = np.zeros(be.block, np.int8)
-    xp, yp = ffi.from_buffer("int8_t[]", xbuf), ffi.from_buffer("int8_t[]", ybuf, require_writable=True)
-    process = lib.hx_model_process
+    s16 = be.io_dtype == np.int16
+    ctype = "int16_t[]" if s16 else "int8_t[]"
+    xbuf = np.zeros(be.block, be.io_dtype)
+    ybuf = np.zeros(be.block, be.io_dtype)
+    xp, yp = ffi.from_buffer(ctype, xbuf), ffi.from_buffer(ctype, ybuf, require_writable=True)
+    process = lib.hx_model_process_s16 if s16 else lib.hx_model_process
 
     def run(blk: np.ndarray) -> float:
         xbuf[:] = blk
@@ -175,7 +242,7 @@ def build_hx_stream(arch: str, out: Path, cc: str, cflags: list[str]) -> Path:
 
 def time_c_inprocess(exe: Path, blob: bytes, x_q: np.ndarray, repeats: int, tmp: Path) -> dict:
     (tmp / "m.hxb").write_bytes(blob)
-    (tmp / "in.raw").write_bytes(np.tile(x_q, repeats).tobytes())
+    (tmp / "in.raw").write_bytes(np.tile(x_q, repeats).astype(x_q.dtype.newbyteorder("<")).tobytes())
     r = subprocess.run([str(exe), "-t", str(tmp / "m.hxb"), str(tmp / "in.raw"), str(tmp / "out.raw")],
                        capture_output=True, text=True, check=True)
     fields = r.stderr.split()
@@ -203,6 +270,10 @@ def aarch64_sizes(tmp: Path) -> dict:
         r = subprocess.run([size, "-t", *objs], capture_output=True, text=True, check=True)
         total = r.stdout.strip().splitlines()[-1].split()
         out[f"library_text_bytes_{arch}"] = int(total[0])
+        # The 16x8 kernels alone (csrc/<set>/hx_*_s16.c): what the s16 support adds to the library.
+        s16 = [o for o in objs if o.endswith("_s16.o")]
+        r = subprocess.run([size, "-t", *s16], capture_output=True, text=True, check=True)
+        out[f"s16_kernels_text_bytes_{arch}"] = int(r.stdout.strip().splitlines()[-1].split()[0])
         exe = build_hx_stream(arch, tmp / f"hx_stream-{arch}", cc, list(spec.cflags))
         r = subprocess.run([size, str(exe)], capture_output=True, text=True, check=True)
         out[f"hx_stream_text_bytes_{arch}"] = int(r.stdout.strip().splitlines()[-1].split()[0])
@@ -215,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64, 128])
     ap.add_argument("--seconds", type=float, default=4.0, help="signal length per repeat")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-16x8", action="store_true", help="time the int8 graphs only")
+    ap.add_argument("--keep-other-blocks", action="store_true",
+                    help="keep the int8 rows of block sizes not timed now from the existing JSON (marked as such)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx")
                     / "bench-models")
@@ -272,13 +346,94 @@ def main(argv: list[str] | None = None) -> int:
                   f"(x{row['ratio_litert_xnnpack_invoke_over_ckernel']:.2f}) | built-in "
                   f"{tm['litert_builtin_invoke']['p50_us']:7.2f} us | steps: LiteRT {tm['litert_step']['p50_us']:.1f} us, "
                   f"C {tm['ckernel_step']['p50_us']:.1f} us | arena {info['arena_bytes']} B", flush=True)
+        if not args.skip_16x8:
+            results["int16x8"] = bench_16x8(args, audio, host_archs, exes, tmp)
         results["aarch64"] = aarch64_sizes(tmp)
     args.out.mkdir(parents=True, exist_ok=True)
+    old_json = args.out / "ckernel_bench.json"
+    if args.keep_other_blocks and old_json.is_file():
+        old = json.loads(old_json.read_text())
+        for b, row in old.get("blocks", {}).items():
+            if b not in results["blocks"]:
+                results["blocks"][b] = {**row, "from_earlier_run": True}
+        results["blocks"] = dict(sorted(results["blocks"].items(), key=lambda kv: int(kv[0])))
     (args.out / "ckernel_bench.json").write_text(json.dumps(results, indent=2) + "\n")
     _plot(results, args.out / "ckernel_bench.png")
     print(f"wrote {args.out / 'ckernel_bench.json'} and {args.out / 'ckernel_bench.png'}")
     print(json.dumps(results["aarch64"]))
     return 0
+
+
+def bench_16x8(args, audio: np.ndarray, host_archs: list[str], exes: dict, tmp: Path) -> dict:
+    """The 16x8 device graph at the default block against LiteRT's 16x8, with int8 block-16 C calls
+    interleaved for the MAC/s comparison (see the module docstring)."""
+    from runtime.backends.base import quantize
+    from runtime.backends.ckernel import CKernelBackend
+    from runtime.backends.litert import LiteRTBackend
+    from toolchain.export.ckernel import describe_blob, tflite_to_blob
+
+    block = 16
+    tfl = int16x8_model(block, args.cache)
+    blob = tflite_to_blob(tfl)
+    info = describe_blob(blob)
+    tfl8 = int8_model(block, args.cache)
+    blob8 = tflite_to_blob(tfl8)
+    info8 = describe_blob(blob8)
+    lit = LiteRTBackend(tfl, num_threads=1, reference_kernels=True)
+    lit_default = LiteRTBackend(tfl, num_threads=1)
+    x_q = quantize(audio[: audio.size // block * block], *lit.input_quant, np.int16)
+    x8 = quantize(audio[: audio.size // block * block], *LiteRTBackend(tfl8, num_threads=1).input_quant)
+    c_be = CKernelBackend(blob)
+    y_lit = np.concatenate([lit.process_raw(x_q[i:i + block]) for i in range(0, x_q.size, block)])
+    exact = bool(np.array_equal(c_be.process(x_q), y_lit))
+    c_be.reset()
+    lit.reset()
+    row = {"model": "prescription recipe architecture (leaky_relu, kernel 48, skip_taps 48), random weights, "
+                    "finalize_16x8", "block": block, "block_period_us": 1e6 * block / 16000.0,
+           "arena_bytes": info["arena_bytes"], "blob_bytes": info["blob_bytes"], "state_bytes": info["state_bytes"],
+           "macs_per_block": info["macs_per_block"], "int8_macs_per_block": info8["macs_per_block"],
+           "bit_exact_vs_litert_builtin_samples": int(x_q.size) if exact else 0, "timings": {}}
+    tm = row["timings"]
+    for a, exe in exes.items():
+        tm[f"ckernel_inprocess_{a}"] = time_c_inprocess(exe, blob, x_q, args.repeats, tmp)
+    runners = {f"ckernel_call_{a}": ckernel_invoker(blob, a) for a in host_archs}
+    runners8 = {f"int8_ckernel_call_{a}": ckernel_invoker(blob8, a) for a in host_archs}
+    runners["litert_builtin_invoke"] = litert_invoker(tfl, block, xnnpack=False, dtype=np.int16)
+    runners["litert_default_invoke"] = litert_invoker(tfl, block, xnnpack=True, dtype=np.int16)
+    runners["litert_step"] = backend_stepper(lit)
+    runners["litert_default_step"] = backend_stepper(lit_default)
+    runners["ckernel_step"] = backend_stepper(c_be)
+    samples: dict[str, list[float]] = {k: [] for k in [*runners, *runners8]}
+    blocks = [x_q[b * block:(b + 1) * block] for b in range(x_q.size // block)]
+    blocks8 = [x8[b * block:(b + 1) * block] for b in range(x8.size // block)]
+    for _ in range(args.repeats):  # interleaved, so every engine sees the same machine load
+        for k, run in runners.items():
+            samples[k] += [run(blk) for blk in blocks]
+        for k, run in runners8.items():
+            samples[k] += [run(blk) for blk in blocks8]
+    for k, v in samples.items():
+        tm[k] = _stats(np.array(v))
+    best_arch = min(host_archs, key=lambda a: tm[f"ckernel_call_{a}"]["p50_us"])
+    best = tm[f"ckernel_call_{best_arch}"]
+    period = row["block_period_us"]
+    row["fastest_host_arch"] = best_arch
+    row["ratio_litert_builtin_invoke_over_ckernel"] = tm["litert_builtin_invoke"]["p50_us"] / best["p50_us"]
+    row["ratio_litert_builtin_invoke_over_ckernel_min"] = tm["litert_builtin_invoke"]["min_us"] / best["min_us"]
+    row["ratio_litert_default_invoke_over_ckernel"] = tm["litert_default_invoke"]["p50_us"] / best["p50_us"]
+    row["ratio_litert_step_over_ckernel_step"] = tm["litert_step"]["p50_us"] / tm["ckernel_step"]["p50_us"]
+    row["p99_load"] = {"ckernel_call": best["p99_us"] / period, "ckernel_step": tm["ckernel_step"]["p99_us"] / period,
+                       "litert_builtin_invoke": tm["litert_builtin_invoke"]["p99_us"] / period,
+                       "litert_step": tm["litert_step"]["p99_us"] / period,
+                       "litert_default_step": tm["litert_default_step"]["p99_us"] / period}
+    row["mac_per_s"] = {f"int16x8_{a}": info["macs_per_block"] / (tm[f"ckernel_call_{a}"]["p50_us"] * 1e-6)
+                        for a in host_archs}
+    row["mac_per_s"].update({f"int8_{a}": info8["macs_per_block"] / (tm[f"int8_ckernel_call_{a}"]["p50_us"] * 1e-6)
+                             for a in host_archs})
+    print(f"16x8 block {block}: C ({best_arch}) {best['p50_us']:.2f} us | LiteRT 16x8 built-in "
+          f"{tm['litert_builtin_invoke']['p50_us']:.2f} us (x{row['ratio_litert_builtin_invoke_over_ckernel']:.2f}) | "
+          f"p99 load C {row['p99_load']['ckernel_step']:.3f}, LiteRT {row['p99_load']['litert_step']:.3f} | "
+          f"MAC/s {row['mac_per_s']} | arena {info['arena_bytes']} B | bit-exact {exact}", flush=True)
+    return row
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -289,7 +444,10 @@ def _plot(results: dict, path: Path) -> None:
 
     blocks = list(results["blocks"])
     keys = [k for k in results["blocks"][blocks[0]]["timings"]]
-    fig, ax = plt.subplots(figsize=(12, 5))
+    r16 = results.get("int16x8")
+    fig, axes = plt.subplots(1, 2 if r16 else 1, figsize=(17 if r16 else 12, 5),
+                             gridspec_kw={"width_ratios": [3, 1.3]} if r16 else None, squeeze=False)
+    ax = axes[0][0]
     width = 0.8 / len(keys)
     xs = np.arange(len(blocks))
     for i, k in enumerate(keys):
@@ -305,6 +463,21 @@ def _plot(results: dict, path: Path) -> None:
     ax.set_title("C kernel vs LiteRT, same int8 SEANet, 1 thread\n"
                  "(x = LiteRT XNNPACK Invoke p50 / C hx_model_process call p50, fastest host kernel set)", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if r16:
+        ax2 = axes[0][1]
+        names = [k for k in r16["timings"] if not k.startswith("int8_")]
+        vals = [r16["timings"][k]["p50_us"] for k in names]
+        p99 = [r16["timings"][k]["p99_us"] for k in names]
+        ys = np.arange(len(names))
+        ax2.barh(ys, vals, color="tab:blue", label="p50")
+        ax2.scatter(p99, ys, color="k", marker="|", s=120, label="p99")
+        ax2.axvline(0.25 * r16["block_period_us"], color="tab:red", ls="--", label="25 % of the block period")
+        ax2.set_yticks(ys, names, fontsize=7)
+        ax2.set_xscale("log")
+        ax2.set_xlabel("µs per block (16 samples), 1 thread")
+        ax2.set_title(f"16x8 device graph: C vs LiteRT built-in x{r16['ratio_litert_builtin_invoke_over_ckernel']:.1f}"
+                      f"\nbit-exact over {r16['bit_exact_vs_litert_builtin_samples']} samples", fontsize=9)
+        ax2.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -10,7 +10,13 @@
  *          data: alpha[alpha_count] int8
  *   ADD    input1_zp, input2_zp, output_zp, left_shift, m1, s1, m2, s2, m_out, s_out, act_min, act_max, mode
  *   CONCAT (none)   inputs 1..HX_MAX_OP_INPUTS, concatenated in order
- *   COPY   src_offset, bytes
+ *   COPY   src_offset, bytes (multiples of the element size)
+ * 16x8 models (header act_bits 16; int16 tensors, zero points 0):
+ *   CONV   as above (rounding 0, zero points 0); data: weights, zero pad to 4, bias[C_out] int64,
+ *          multiplier[C_out], shift[C_out] int32 (shift in [-31, 7], |bias| <= 2^46)
+ *   ADD    as above with left_shift <= 15 (TFLite uses 15); no set-up tables
+ *   LEAKY_RELU  input_zp, output_zp, multiplier_identity, shift_identity, multiplier_alpha, shift_alpha
+ *   PRELU is int8 only, LEAKY_RELU 16x8 only.
  */
 #include <string.h>
 
@@ -53,6 +59,11 @@ static int hx_zp_ok(int32_t zp) {
     return zp >= -128 && zp <= 127;
 }
 
+/* The model's element size in bytes, from a header whose act_bits word has been checked. */
+static uint32_t hx_elem_bytes(const uint8_t *blob) {
+    return hx_rd_u32(blob + HXB_ACT_BITS) == (uint32_t)HX_ACT_S16 ? 2u : 1u;
+}
+
 static int hx_shift_ok(int32_t s) {
     return s >= -31 && s <= 30;
 }
@@ -70,10 +81,13 @@ static hx_status hx_read_tensor(const uint8_t *blob, uint32_t table, uint32_t i,
     if (t->frames == 0u || t->channels == 0u || t->frames > HX_MAX_DIM || t->channels > HX_MAX_DIM) {
         return HX_E_MALFORMED;
     }
-    if (!hx_zp_ok(t->zero_point)) {
+    if (!hx_zp_ok(t->zero_point) || (hx_elem_bytes(blob) == 2u && t->zero_point != 0)) {
         return HX_E_MALFORMED;
     }
-    t->bytes = (uint64_t)t->frames * (uint64_t)t->channels;
+    t->bytes = (uint64_t)t->frames * (uint64_t)t->channels * hx_elem_bytes(blob);
+    if (t->offset % hx_elem_bytes(blob) != 0u) {
+        return HX_E_MALFORMED; /* int16 elements must be 2-aligned in the (16-aligned) regions */
+    }
     if (t->region == HX_REGION_SCRATCH) {
         limit = scratch_bytes;
     } else if (t->region == HX_REGION_STATE) {
@@ -109,6 +123,131 @@ static uint64_t hx_distinct(const uint8_t *p, uint64_t n) {
     return d;
 }
 
+static int hx_act16_ok(int32_t lo, int32_t hi) {
+    return lo >= -32768 && hi <= 32767 && lo <= hi;
+}
+
+/* The checks of hx_check_op for an op of a 16x8 model (tensors and data range already checked). */
+static hx_status hx_check_op_s16(const uint8_t *blob, const int32_t *w, uint32_t type, uint32_t n_in,
+                                 const hx_tinfo *tin, const hx_tinfo *tout, uint64_t d_off, uint64_t d_bytes,
+                                 uint64_t *param_bytes) {
+    uint32_t i;
+    switch (type) {
+    case HX_OP_CONV: {
+        const uint64_t k = (uint32_t)w[HXO_P0], stride = (uint32_t)w[HXO_P0 + 1], dil = (uint32_t)w[HXO_P0 + 2];
+        const uint64_t c_in = tin[0].channels, c_out = tout->channels;
+        uint64_t eff, w_out, wbytes, o;
+        const uint8_t *arr;
+        if (n_in != 1u) {
+            return HX_E_MALFORMED;
+        }
+        if (k == 0u || stride == 0u || dil == 0u || k > HX_MAX_DIM || stride > HX_MAX_DIM || dil > HX_MAX_DIM) {
+            return HX_E_MALFORMED;
+        }
+        if (w[HXO_P0 + 7] != (int32_t)HX_ROUND_DOUBLE_AWAY) {
+            return HX_E_UNSUPPORTED; /* 16x8 convs have one requantisation, recorded as 0 */
+        }
+        if (w[HXO_P0 + 3] != 0 || w[HXO_P0 + 4] != 0 || !hx_act16_ok(w[HXO_P0 + 5], w[HXO_P0 + 6])) {
+            return HX_E_MALFORMED;
+        }
+        eff = dil * (k - 1u) + 1u;
+        if (tin[0].frames < eff || (tin[0].frames - eff) / stride + 1u != tout->frames) {
+            return HX_E_MALFORMED;
+        }
+        w_out = tout->frames;
+        (void)w_out;
+        if (k * c_in > 65536u) {
+            return HX_E_UNSUPPORTED; /* keeps |sum x*w| <= 2^38 (see HX_BIAS64_LIMIT) */
+        }
+        wbytes = c_out * k * c_in;
+        if (d_bytes != hx_align_up(wbytes, 4u) + HX_CONV16_PARAM_BYTES * c_out) {
+            return HX_E_MALFORMED;
+        }
+        arr = blob + d_off + hx_align_up(wbytes, 4u);
+        for (o = 0; o < c_out; ++o) {
+            const int64_t b = hx_rd_i64(arr + 8u * o);
+            const int32_t m = hx_rd_i32(arr + 8u * c_out + 4u * o);
+            const int32_t s = hx_rd_i32(arr + 12u * c_out + 4u * o);
+            if (b > HX_BIAS64_LIMIT || b < -HX_BIAS64_LIMIT || m < 0 || s < -31 || s > 7) {
+                return HX_E_UNSUPPORTED;
+            }
+        }
+        if (!hx_disjoint(&tin[0], tout)) {
+            return HX_E_MALFORMED;
+        }
+        *param_bytes += HX_CONV16_PARAM_BYTES * c_out;
+        return HX_OK;
+    }
+    case HX_OP_LEAKY_RELU:
+        if (n_in != 1u || tin[0].bytes != tout->bytes || tin[0].channels != tout->channels || d_bytes != 0u) {
+            return HX_E_MALFORMED;
+        }
+        if (w[HXO_P0] != 0 || w[HXO_P0 + 1] != 0) {
+            return HX_E_MALFORMED;
+        }
+        if (w[HXO_P0 + 2] < 0 || w[HXO_P0 + 4] < 0 || !hx_shift_ok(w[HXO_P0 + 3]) || !hx_shift_ok(w[HXO_P0 + 5])) {
+            return HX_E_UNSUPPORTED;
+        }
+        if (!hx_same(&tin[0], tout) && !hx_disjoint(&tin[0], tout)) {
+            return HX_E_MALFORMED;
+        }
+        return HX_OK;
+    case HX_OP_ADD:
+        if (n_in != 2u || tin[0].bytes != tout->bytes || tin[1].bytes != tout->bytes || d_bytes != 0u) {
+            return HX_E_MALFORMED;
+        }
+        if (w[HXO_P0] != 0 || w[HXO_P0 + 1] != 0 || w[HXO_P0 + 2] != 0) {
+            return HX_E_MALFORMED;
+        }
+        if (w[HXO_P0 + 3] < 0 || w[HXO_P0 + 3] > 15) {
+            return HX_E_UNSUPPORTED;
+        }
+        for (i = 0; i < 3u; ++i) {
+            const int32_t m = w[HXO_P0 + 4 + 2 * (int)i], s = w[HXO_P0 + 5 + 2 * (int)i];
+            if (m < 0 || s < -31 || s > 0) {
+                return HX_E_UNSUPPORTED;
+            }
+        }
+        if (!hx_act16_ok(w[HXO_P0 + 10], w[HXO_P0 + 11])) {
+            return HX_E_MALFORMED;
+        }
+        if ((uint32_t)w[HXO_P0 + 12] > (uint32_t)HX_ADD_REFERENCE) {
+            return HX_E_UNSUPPORTED;
+        }
+        for (i = 0; i < 2u; ++i) {
+            if (!hx_same(&tin[i], tout) && !hx_disjoint(&tin[i], tout)) {
+                return HX_E_MALFORMED;
+            }
+        }
+        return HX_OK;
+    case HX_OP_CONCAT: {
+        uint64_t sum = 0;
+        if (d_bytes != 0u) {
+            return HX_E_MALFORMED;
+        }
+        for (i = 0; i < n_in; ++i) {
+            if (tin[i].channels != tout->channels || !hx_disjoint(&tin[i], tout)) {
+                return HX_E_MALFORMED;
+            }
+            sum += tin[i].bytes;
+        }
+        return sum == tout->bytes ? HX_OK : HX_E_MALFORMED;
+    }
+    case HX_OP_COPY: {
+        const uint64_t off = (uint32_t)w[HXO_P0], bytes = (uint32_t)w[HXO_P0 + 1];
+        if (n_in != 1u || d_bytes != 0u || bytes != tout->bytes || off > tin[0].bytes || bytes > tin[0].bytes - off) {
+            return HX_E_MALFORMED;
+        }
+        if (off % 2u != 0u || !hx_disjoint(&tin[0], tout)) {
+            return HX_E_MALFORMED;
+        }
+        return HX_OK;
+    }
+    default:
+        return HX_E_UNSUPPORTED; /* PRELU: LiteRT has no int16 PRELU */
+    }
+}
+
 /* Check one op record; adds the arena bytes of its set-up tables to *param_bytes. */
 static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n_tensors, uint32_t table,
                              uint64_t state_bytes, uint64_t scratch_bytes, uint64_t data_lo, uint64_t data_hi,
@@ -124,7 +263,7 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
     }
     type = (uint32_t)w[HXO_TYPE];
     n_in = (uint32_t)w[HXO_N_IN];
-    if (type < HX_OP_CONV || type > HX_OP_COPY) {
+    if (type < HX_OP_CONV || type > HX_OP_LEAKY_RELU) {
         return HX_E_UNSUPPORTED;
     }
     if (n_in < 1u || n_in > HX_MAX_OP_INPUTS) {
@@ -153,6 +292,12 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
         return HX_E_MALFORMED;
     }
 
+    if (hx_elem_bytes(blob) == 2u) {
+        return hx_check_op_s16(blob, w, type, n_in, tin, &tout, d_off, d_bytes, param_bytes);
+    }
+    if (type == HX_OP_LEAKY_RELU) {
+        return HX_E_UNSUPPORTED; /* int8 models run LEAKY_RELU as a PRELU */
+    }
     switch (type) {
     case HX_OP_CONV: {
         const uint64_t k = (uint32_t)w[HXO_P0], stride = (uint32_t)w[HXO_P0 + 1], dil = (uint32_t)w[HXO_P0 + 2];
@@ -357,7 +502,7 @@ static hx_status hx_check_dataflow(const uint8_t *blob, uint32_t table, uint32_t
 hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layout) {
     uint64_t len, n_tensors, n_ops, t_table, o_table, data_off, data_bytes, state_bytes, scratch_bytes;
     uint64_t param_bytes = 0, total, body;
-    uint32_t i, block, in_id, out_id;
+    uint32_t i, block, in_id, out_id, act_bits;
     hx_tinfo tin, tout;
     hx_status st;
 
@@ -416,7 +561,8 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
     if (state_bytes > HX_MAX_REGION || scratch_bytes > HX_MAX_REGION || block == 0u || block > HX_MAX_DIM) {
         return HX_E_MALFORMED;
     }
-    if (hx_rd_u32(blob + HXB_FLAGS) != 0u) {
+    act_bits = hx_rd_u32(blob + HXB_ACT_BITS);
+    if (act_bits != (uint32_t)HX_ACT_S8 && act_bits != (uint32_t)HX_ACT_S16) {
         return HX_E_UNSUPPORTED;
     }
 
@@ -431,7 +577,8 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
     }
     (void)hx_read_tensor(blob, (uint32_t)t_table, in_id, state_bytes, scratch_bytes, &tin);
     (void)hx_read_tensor(blob, (uint32_t)t_table, out_id, state_bytes, scratch_bytes, &tout);
-    if (tin.bytes != block || tout.bytes != block || tin.region != HX_REGION_SCRATCH ||
+    if (tin.bytes != (uint64_t)block * hx_elem_bytes(blob) || tout.bytes != (uint64_t)block * hx_elem_bytes(blob) ||
+        tin.region != HX_REGION_SCRATCH ||
         tout.region != HX_REGION_SCRATCH) {
         return HX_E_MALFORMED;
     }
@@ -459,6 +606,7 @@ hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layo
         return HX_E_UNSUPPORTED;
     }
     layout->param_bytes = (size_t)param_bytes;
+    layout->act_bits = act_bits;
     layout->op_bytes = (size_t)(n_ops * HX_OP_SLOT_BYTES);
     layout->total = (size_t)total;
     return HX_OK;

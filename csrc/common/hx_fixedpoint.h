@@ -108,6 +108,15 @@ HX_INLINE int32_t hx_add_narrow_vector(int32_t r, int32_t zp) {
     return s16 < -128 ? -128 : (s16 > 127 ? 127 : s16);
 }
 
+/* 16x8 CONV: TFLite MultiplyByQuantizedMultiplier(int64 x, m, shift) with rm = the reduced multiplier of
+ * hx_conv_s16_reduce: (x * rm + 2^(14 - s)) >> (15 - s), one rounding half up, wrapped to int32 as TFLite's
+ * cast does. Exact for |x| < 2^47, s in [-31, 7] (hx_conv_s16_reduce checks the parameters). */
+HX_INLINE int32_t hx_requant64(int64_t x, int32_t rm, int32_t s) {
+    const int total = 15 - (int)s;
+    const int64_t r = (x * (int64_t)rm + ((int64_t)1 << (total - 1))) >> total;
+    return hx_u32_to_i32((uint32_t)(uint64_t)r);
+}
+
 HX_INLINE int32_t hx_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }

@@ -6,7 +6,8 @@
  *   header   HX_BLOB_HEADER_BYTES: magic "HXKB", u32 fields at the HXB_* offsets below
  *   tensors  n_tensors x HX_BLOB_TENSOR_BYTES: region, offset, frames, channels, zero_point, scale(f32), 2 x reserved
  *   ops      n_ops x HX_BLOB_OP_BYTES: 32 x u32/i32 words, HXO_* below
- *   data     weights (int8), per-channel int32 arrays, PRELU alphas; each item 4-byte aligned
+ *   data     weights (int8), per-channel int32 arrays (16x8 CONV: an int64 bias array first), PRELU
+ *            alphas; each item 4-byte aligned
  *   crc32    u32 CRC-32 (IEEE, zlib's) of every byte before it
  */
 #ifndef HX_INTERNAL_H
@@ -37,7 +38,7 @@
 #define HXB_OUTPUT_TENSOR 48
 #define HXB_STATE_BYTES 52
 #define HXB_SCRATCH_BYTES 56
-#define HXB_FLAGS 60
+#define HXB_ACT_BITS 60 /* hx_act_bits: 8 (int8 model) or 16 (16x8 model) */
 
 /* Tensor record fields (byte offsets). */
 #define HXT_REGION 0   /* HX_REGION_* */
@@ -83,10 +84,14 @@ typedef struct hx_op {
     const int32_t *table2;                /* ADD: operand-2 rescaling table, 256 int32 (arena) */
     const int8_t *luts;                   /* PRELU: n x 256 output tables (arena) */
     const uint8_t *lut_index;             /* PRELU: table of each channel (arena) */
+    const int64_t *bias64;                /* 16x8 CONV: bias (arena, 8-aligned) */
     union {
         hx_conv_params conv;
         hx_prelu_params prelu;
         hx_add_params add;
+        hx_conv_s16_params conv16;
+        hx_leaky_relu_s16_params leaky16;
+        hx_add_s16_params add16;
         struct {
             uint32_t offset;              /* COPY: source byte offset */
             uint32_t bytes;               /* COPY: bytes copied */
@@ -106,17 +111,33 @@ static inline int32_t hx_rd_i32(const uint8_t *p) {
     return u <= 0x7fffffffu ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
 }
 
+static inline uint64_t hx_rd_u64(const uint8_t *p) {
+    return (uint64_t)hx_rd_u32(p) | ((uint64_t)hx_rd_u32(p + 4) << 32);
+}
+
+static inline int64_t hx_rd_i64(const uint8_t *p) {
+    const uint64_t u = hx_rd_u64(p);
+    return u <= 0x7fffffffffffffffull ? (int64_t)u : (int64_t)(u - 0x8000000000000000ull) - 0x7fffffffffffffffll - 1;
+}
+
 /* Sizes the arena layout is made of, from a validated blob. */
 typedef struct hx_layout {
     size_t state_bytes;   /* header state_bytes */
     size_t scratch_bytes; /* header scratch_bytes */
-    size_t param_bytes;   /* set-up tables: CONV 12 x C_out, ADD 2048, PRELU align4(C) + 256 x distinct alphas */
+    size_t param_bytes;   /* set-up tables: CONV 12 x C_out, ADD 2048, PRELU align4(C) + 256 x distinct alphas;
+                             16x8: CONV 16 x C_out, nothing else */
+    uint32_t act_bits;    /* HX_ACT_S8 or HX_ACT_S16 */
     size_t op_bytes;      /* n_ops x HX_OP_SLOT_BYTES */
     size_t total;         /* arena bytes: slack + aligned regions */
 } hx_layout;
 
 /* Arena bytes of the set-up tables of one op (see hx_layout.param_bytes). */
 #define HX_ADD_TABLE_BYTES 2048u
+/* 16x8 CONV: int64 bias + int32 reduced multiplier + int32 shift per output channel (a multiple of 8, so
+ * every op's int64 bias stays 8-aligned in the arena). */
+#define HX_CONV16_PARAM_BYTES 16u
+/* Largest |bias| of a 16x8 CONV: with |sum x*w| <= 2^38 the int64 requantisation stays exact. */
+#define HX_BIAS64_LIMIT ((int64_t)1 << 46)
 
 /* Full validation of a blob; fills *layout on HX_OK (hx_blob.c). */
 hx_status hx_blob_validate(const uint8_t *blob, size_t blob_len, hx_layout *layout);

@@ -1,6 +1,7 @@
 /*
  * hx_model.c - model set-up over a validated blob, and the graph executor shared by the ref
- * and opt kernel sets (they differ only in the hx_*_s8 functions linked in).
+ * and opt kernel sets (they differ only in the hx_*_s8 / hx_*_s16 functions linked in). A model is
+ * int8 or 16x8 as a whole (the blob header's act_bits): its ops run the _s8 or the _s16 kernels.
  *
  * Arena layout (each region HX_ARENA_ALIGN-aligned, base aligned up from the caller's pointer):
  *   state | scratch (activations of one step) | params (set-up tables: CONV bias_eff/multiplier/shift,
@@ -36,6 +37,7 @@ const char *hx_status_str(hx_status status) {
     case HX_E_ARENA_TOO_SMALL: return "HX_E_ARENA_TOO_SMALL";
     case HX_E_NOT_INITIALIZED: return "HX_E_NOT_INITIALIZED";
     case HX_E_BAD_LENGTH: return "HX_E_BAD_LENGTH";
+    case HX_E_TYPE: return "HX_E_TYPE";
     default: return "HX_E_UNKNOWN";
     }
 }
@@ -85,11 +87,84 @@ static hx_quant hx_tensor_quant(const hx_model *m, uint32_t id) {
 
 typedef char hx_check_float[sizeof(float) == 4 ? 1 : -1];
 
+/* Decode a 16x8 op (op's tensors already set); its set-up tables go to *params (stays 8-aligned). */
+static hx_status hx_decode_op_s16(hx_model *m, const int32_t *w, hx_op *op, const uint8_t *data, uint8_t **params) {
+    switch (op->type) {
+    case HX_OP_CONV: {
+        hx_conv_s16_params *p = &op->p.conv16;
+        size_t wbytes, o;
+        const uint8_t *arr;
+        int64_t *bias = (int64_t *)(void *)*params;
+        int32_t *rm, *shift;
+        hx_tensor_dims(m, (uint32_t)w[HXO_IN0], &p->in_frames, &p->in_channels);
+        hx_tensor_dims(m, (uint32_t)w[HXO_OUT], &p->out_frames, &p->out_channels);
+        p->kernel = (uint32_t)w[HXO_P0];
+        p->stride = (uint32_t)w[HXO_P0 + 1];
+        p->dilation = (uint32_t)w[HXO_P0 + 2];
+        p->act_min = w[HXO_P0 + 5];
+        p->act_max = w[HXO_P0 + 6];
+        wbytes = (size_t)p->out_channels * p->kernel * p->in_channels;
+        op->weights = (const int8_t *)data;
+        arr = data + ((wbytes + 3u) & ~(size_t)3u);
+        rm = (int32_t *)(void *)(bias + p->out_channels);
+        shift = rm + p->out_channels;
+        for (o = 0; o < p->out_channels; ++o) {
+            bias[o] = hx_rd_i64(arr + 8u * o);
+            rm[o] = hx_rd_i32(arr + 8u * p->out_channels + 4u * o);
+            shift[o] = hx_rd_i32(arr + 12u * p->out_channels + 4u * o);
+        }
+        /* rm[] holds the raw multipliers until hx_conv_s16_reduce replaces them in place. */
+        if (hx_conv_s16_reduce(p, bias, rm, shift, rm) != HX_OK) {
+            return HX_E_UNSUPPORTED;
+        }
+        op->bias64 = bias;
+        op->mult = rm;
+        op->shift = shift;
+        *params = (uint8_t *)(shift + p->out_channels);
+        break;
+    }
+    case HX_OP_LEAKY_RELU: {
+        hx_leaky_relu_s16_params *p = &op->p.leaky16;
+        p->count = op->in_bytes[0] / 2u;
+        p->multiplier_identity = w[HXO_P0 + 2];
+        p->shift_identity = w[HXO_P0 + 3];
+        p->multiplier_alpha = w[HXO_P0 + 4];
+        p->shift_alpha = w[HXO_P0 + 5];
+        break;
+    }
+    case HX_OP_ADD: {
+        hx_add_s16_params *p = &op->p.add16;
+        p->count = op->in_bytes[0] / 2u;
+        p->left_shift = w[HXO_P0 + 3];
+        p->multiplier1 = w[HXO_P0 + 4];
+        p->shift1 = w[HXO_P0 + 5];
+        p->multiplier2 = w[HXO_P0 + 6];
+        p->shift2 = w[HXO_P0 + 7];
+        p->multiplier_out = w[HXO_P0 + 8];
+        p->shift_out = w[HXO_P0 + 9];
+        p->act_min = w[HXO_P0 + 10];
+        p->act_max = w[HXO_P0 + 11];
+        p->mode = (uint32_t)w[HXO_P0 + 12];
+        break;
+    }
+    case HX_OP_CONCAT:
+        break;
+    case HX_OP_COPY:
+        op->p.copy.offset = (uint32_t)w[HXO_P0];
+        op->p.copy.bytes = (uint32_t)w[HXO_P0 + 1];
+        break;
+    default:
+        return HX_E_UNSUPPORTED;
+    }
+    return HX_OK;
+}
+
 /* Decode op record i into *op; its set-up tables go to *params (advanced, stays 4-aligned). */
 static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_t **params) {
     int32_t w[HXO_WORDS];
     uint32_t i, f, c;
     const uint8_t *data;
+    const uint32_t elem = m->act_bits == (uint32_t)HX_ACT_S16 ? 2u : 1u;
     for (i = 0; i < HXO_WORDS; ++i) {
         w[i] = hx_rd_i32(rec + 4u * i);
     }
@@ -99,10 +174,13 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_
     for (i = 0; i < op->n_in; ++i) {
         op->in[i] = (const int8_t *)hx_tensor_ptr(m, (uint32_t)w[HXO_IN0 + i]);
         hx_tensor_dims(m, (uint32_t)w[HXO_IN0 + i], &f, &c);
-        op->in_bytes[i] = f * c;
+        op->in_bytes[i] = f * c * elem;
     }
     op->out = (int8_t *)hx_tensor_ptr(m, (uint32_t)w[HXO_OUT]);
     data = m->blob + (uint32_t)w[HXO_DATA_OFFSET];
+    if (elem == 2u) {
+        return hx_decode_op_s16(m, w, op, data, params);
+    }
 
     switch (op->type) {
     case HX_OP_CONV: {
@@ -202,6 +280,9 @@ static void hx_reset_state(hx_model *m) {
     const uint8_t *table = m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE);
     uint32_t i;
     memset(m->state, 0, m->state_bytes);
+    if (m->act_bits == (uint32_t)HX_ACT_S16) {
+        return; /* int16 tensors have zero point 0: all-zero bytes are silence */
+    }
     for (i = 0; i < m->n_tensors; ++i) {
         const uint8_t *r = table + (size_t)i * HX_BLOB_TENSOR_BYTES;
         if (hx_rd_u32(r + HXT_REGION) == HX_REGION_STATE) {
@@ -246,6 +327,7 @@ hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, v
     n_ops = hx_rd_u32(blob + HXB_N_OPS);
     model->n_ops = n_ops;
     model->n_tensors = hx_rd_u32(blob + HXB_N_TENSORS);
+    model->act_bits = layout.act_bits;
     model->state = base;
     model->state_bytes = layout.state_bytes;
     model->scratch = model->state + hx_align(layout.state_bytes);
@@ -274,6 +356,39 @@ hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, v
     return HX_OK;
 }
 
+/* Run one op of a 16x8 model: tensors are int16, sizes in bytes halve to element counts. The arena
+ * regions are 16-aligned and the validator keeps every int16 tensor at an even offset. */
+static void hx_run_op_s16(const hx_op *op) {
+    const int16_t *in0 = (const int16_t *)(const void *)op->in[0];
+    int16_t *out = (int16_t *)(void *)op->out;
+    switch (op->type) {
+    case HX_OP_CONV:
+        hx_conv_s16(&op->p.conv16, in0, op->weights, op->bias64, op->mult, op->shift, out);
+        break;
+    case HX_OP_LEAKY_RELU:
+        hx_leaky_relu_s16(&op->p.leaky16, in0, out);
+        break;
+    case HX_OP_ADD:
+        hx_add_s16(&op->p.add16, in0, (const int16_t *)(const void *)op->in[1], out);
+        break;
+    case HX_OP_CONCAT: {
+        const int16_t *ins[HX_MAX_OP_INPUTS];
+        uint32_t counts[HX_MAX_OP_INPUTS], i;
+        for (i = 0; i < op->n_in; ++i) {
+            ins[i] = (const int16_t *)(const void *)op->in[i];
+            counts[i] = op->in_bytes[i] / 2u;
+        }
+        hx_concat_s16(ins, counts, op->n_in, out);
+        break;
+    }
+    case HX_OP_COPY:
+        hx_slice_s16(in0, op->p.copy.offset / 2u, op->p.copy.bytes / 2u, out);
+        break;
+    default:
+        break; /* unreachable: rejected by hx_model_init */
+    }
+}
+
 static void hx_run_op(const hx_op *op) {
     switch (op->type) {
     case HX_OP_CONV:
@@ -296,11 +411,16 @@ static void hx_run_op(const hx_op *op) {
     }
 }
 
-hx_status hx_model_process(hx_model *model, const int8_t *in_q, int8_t *out_q, size_t n) {
-    size_t pos, block;
+/* The streaming loop of both sample types: elem bytes per sample, samples copied with memcpy (so the
+ * caller's buffers may have any alignment, and in_q may equal out_q). */
+static hx_status hx_process(hx_model *model, const uint8_t *in_q, uint8_t *out_q, size_t n, uint32_t act_bits) {
+    size_t pos, block, bytes;
     uint32_t i;
     if (!hx_live(model)) {
         return model == NULL ? HX_E_NULL : HX_E_NOT_INITIALIZED;
+    }
+    if (model->act_bits != act_bits) {
+        return HX_E_TYPE;
     }
     block = model->block;
     if (n % block != 0u) {
@@ -312,15 +432,34 @@ hx_status hx_model_process(hx_model *model, const int8_t *in_q, int8_t *out_q, s
     if (in_q == NULL || out_q == NULL) {
         return HX_E_NULL;
     }
-    for (pos = 0; pos < n; pos += block) {
+    bytes = block * (act_bits == (uint32_t)HX_ACT_S16 ? 2u : 1u);
+    for (pos = 0; pos < n / block; ++pos) {
         const uint8_t *slots = (const uint8_t *)model->ops;
-        memcpy(model->input, in_q + pos, block);
-        for (i = 0; i < model->n_ops; ++i) {
-            hx_run_op((const hx_op *)(const void *)(slots + (size_t)i * HX_OP_SLOT_BYTES));
+        memcpy(model->input, in_q + pos * bytes, bytes);
+        if (act_bits == (uint32_t)HX_ACT_S16) {
+            for (i = 0; i < model->n_ops; ++i) {
+                hx_run_op_s16((const hx_op *)(const void *)(slots + (size_t)i * HX_OP_SLOT_BYTES));
+            }
+        } else {
+            for (i = 0; i < model->n_ops; ++i) {
+                hx_run_op((const hx_op *)(const void *)(slots + (size_t)i * HX_OP_SLOT_BYTES));
+            }
         }
-        memcpy(out_q + pos, model->output, block);
+        memcpy(out_q + pos * bytes, model->output, bytes);
     }
     return HX_OK;
+}
+
+hx_status hx_model_process(hx_model *model, const int8_t *in_q, int8_t *out_q, size_t n) {
+    return hx_process(model, (const uint8_t *)in_q, (uint8_t *)out_q, n, (uint32_t)HX_ACT_S8);
+}
+
+hx_status hx_model_process_s16(hx_model *model, const int16_t *in_q, int16_t *out_q, size_t n) {
+    return hx_process(model, (const uint8_t *)(const void *)in_q, (uint8_t *)(void *)out_q, n, (uint32_t)HX_ACT_S16);
+}
+
+uint32_t hx_model_act_bits(const hx_model *model) {
+    return hx_live(model) ? model->act_bits : 0u;
 }
 
 hx_status hx_model_reset(hx_model *model) {

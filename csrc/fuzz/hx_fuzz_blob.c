@@ -53,10 +53,20 @@ static void fix_crc(uint8_t *blob, size_t n) {
     wr_u32(blob + total - 4u, hx_crc32(blob, (size_t)total - 4u));
 }
 
+/* n samples of the model's type (int8 or int16) from in to out; buffers are malloc'd (aligned) and
+ * offsets whole samples. */
+static hx_status process(hx_model *m, const uint8_t *in, uint8_t *out, size_t n) {
+    if (hx_model_act_bits(m) == (uint32_t)HX_ACT_S16) {
+        return hx_model_process_s16(m, (const int16_t *)(const void *)in, (int16_t *)(void *)out, n);
+    }
+    return hx_model_process(m, (const int8_t *)in, (int8_t *)out, n);
+}
+
 static void stream_checks(hx_model *m, const uint8_t *data, size_t size) {
     const uint32_t block = hx_model_block(m);
+    const size_t e = hx_model_act_bits(m) == (uint32_t)HX_ACT_S16 ? 2u : 1u;
     size_t n, i, sb;
-    int8_t *in, *out1, *out2;
+    uint8_t *in, *out1, *out2;
     uint8_t *snap;
     CHECK(block > 0u);
     n = (FUZZ_MAX_SAMPLES / block) * block;
@@ -66,35 +76,37 @@ static void stream_checks(hx_model *m, const uint8_t *data, size_t size) {
     if (n > 4u * (size_t)block) {
         n = 4u * (size_t)block;
     }
-    in = (int8_t *)malloc(n + 1u);
-    out1 = (int8_t *)malloc(n + 1u);
-    out2 = (int8_t *)malloc(n + 1u);
+    in = (uint8_t *)malloc((n + 1u) * e);
+    out1 = (uint8_t *)malloc((n + 1u) * e);
+    out2 = (uint8_t *)malloc((n + 1u) * e);
     sb = hx_model_state_bytes(m);
     snap = (uint8_t *)malloc(sb ? sb : 1u);
     if (in == NULL || out1 == NULL || out2 == NULL || snap == NULL) {
         free(in), free(out1), free(out2), free(snap);
         return;
     }
-    for (i = 0; i < n + 1u; ++i) {
-        in[i] = (int8_t)data[i % size];
+    for (i = 0; i < (n + 1u) * e; ++i) {
+        in[i] = data[i % size];
     }
-    /* A bad length is refused and the output is left alone. */
-    memset(out1, 0x5a, n + 1u);
-    CHECK(hx_model_process(m, in, out1, n + 1u) == HX_E_BAD_LENGTH);
-    for (i = 0; i < n + 1u; ++i) {
-        CHECK((uint8_t)out1[i] == 0x5au);
+    /* A bad length is refused and the output is left alone; so is the other sample type's call. */
+    memset(out1, 0x5a, (n + 1u) * e);
+    CHECK(process(m, in, out1, n + 1u) == HX_E_BAD_LENGTH);
+    CHECK((e == 2u ? hx_model_process(m, (const int8_t *)in, (int8_t *)out1, n)
+                   : hx_model_process_s16(m, (const int16_t *)(const void *)in, (int16_t *)(void *)out1, n)) == HX_E_TYPE);
+    for (i = 0; i < (n + 1u) * e; ++i) {
+        CHECK(out1[i] == 0x5au);
     }
     /* Reset repeats: the same input from a reset state gives the same output. */
-    CHECK(hx_model_process(m, in, out1, n) == HX_OK);
+    CHECK(process(m, in, out1, n) == HX_OK);
     CHECK(hx_model_reset(m) == HX_OK);
-    CHECK(hx_model_process(m, in, out2, n) == HX_OK);
-    CHECK(memcmp(out1, out2, n) == 0);
+    CHECK(process(m, in, out2, n) == HX_OK);
+    CHECK(memcmp(out1, out2, n * e) == 0);
     /* A snapshot restores exactly: process, rewind, process again. */
     CHECK(hx_model_get_state(m, snap, sb) == HX_OK);
-    CHECK(hx_model_process(m, in + 1, out1, block) == HX_OK);
+    CHECK(process(m, in + e, out1, block) == HX_OK);
     CHECK(hx_model_set_state(m, snap, sb) == HX_OK);
-    CHECK(hx_model_process(m, in + 1, out2, block) == HX_OK);
-    CHECK(memcmp(out1, out2, block) == 0);
+    CHECK(process(m, in + e, out2, block) == HX_OK);
+    CHECK(memcmp(out1, out2, block * e) == 0);
     free(in);
     free(out1);
     free(out2);

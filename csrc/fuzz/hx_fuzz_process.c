@@ -16,7 +16,7 @@
  * Two instances catch hidden shared state and reads of uninitialised arena memory (their arenas
  * are filled with different bytes before hx_model_init, so such a read would make the outputs
  * differ); ASan + UBSan catch memory errors and undefined behaviour (signed overflow, shifts) in
- * the kernels for any int8 input and state.
+ * the kernels for any int8 (or, with a 16x8 blob, int16) input and state.
  *
  * Both models are set up once, and each input starts from a byte copy of the arenas as
  * hx_model_init left them (same addresses, so the model structs stay valid): exactly a fresh
@@ -41,7 +41,7 @@ typedef struct {
     hx_model m;
     uint8_t *arena;
     uint8_t *pristine; /* the arena right after hx_model_init */
-    int8_t *out;
+    uint8_t *out;
 } instance;
 
 static uint8_t *g_blob;
@@ -95,10 +95,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+/* n samples of the model's type from in to out (malloc'd buffers; offsets are whole samples). */
+static hx_status process(hx_model *m, const uint8_t *in, uint8_t *out, size_t n) {
+    if (hx_model_act_bits(m) == (uint32_t)HX_ACT_S16) {
+        return hx_model_process_s16(m, (const int16_t *)(const void *)in, (int16_t *)(void *)out, n);
+    }
+    return hx_model_process(m, (const int8_t *)in, (int8_t *)out, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     instance a = g_a, b = g_b;
-    size_t pos = 0, block, sb, cap, i;
-    int8_t *in;
+    size_t pos = 0, block, sb, cap, i, e;
+    uint8_t *in;
     uint8_t *snap_a, *snap_b;
 
     /* A fresh set-up: the arenas as hx_model_init left them. */
@@ -108,10 +116,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snap_a = snap_b = NULL;
     block = hx_model_block(&a.m);
     CHECK(block > 0u && block == hx_model_block(&b.m));
-    cap = MAX_BLOCKS * block + 1u;
-    a.out = (int8_t *)malloc(cap);
-    b.out = (int8_t *)malloc(cap);
-    in = (int8_t *)malloc(cap);
+    e = hx_model_act_bits(&a.m) == (uint32_t)HX_ACT_S16 ? 2u : 1u;
+    cap = (MAX_BLOCKS * block + 1u) * e;
+    a.out = (uint8_t *)malloc(cap);
+    b.out = (uint8_t *)malloc(cap);
+    in = (uint8_t *)malloc(cap);
     sb = hx_model_state_bytes(&a.m);
     snap_a = (uint8_t *)malloc(sb ? sb : 1u);
     snap_b = (uint8_t *)malloc(sb ? sb : 1u);
@@ -127,14 +136,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         n = k * block;
         memset(in, 0, cap);
-        for (i = 0; i < n + 1u && pos < size; ++i) {
-            in[i] = (int8_t)data[pos++];
+        for (i = 0; i < (n + 1u) * e && pos < size; ++i) {
+            in[i] = data[pos++];
         }
         switch (op) {
         case 0:
-            CHECK(hx_model_process(&a.m, in, a.out, n) == HX_OK);
-            CHECK(hx_model_process(&b.m, in, b.out, n) == HX_OK);
-            CHECK(memcmp(a.out, b.out, n) == 0);
+            CHECK(process(&a.m, in, a.out, n) == HX_OK);
+            CHECK(process(&b.m, in, b.out, n) == HX_OK);
+            CHECK(memcmp(a.out, b.out, n * e) == 0);
             break;
         case 1:
             CHECK(hx_model_reset(&a.m) == HX_OK);
@@ -143,7 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 2: {
             /* Arbitrary state bytes: the input bytes again, repeated to fill the snapshot. */
             for (i = 0; i < sb; ++i) {
-                snap_a[i] = (uint8_t)in[i % (n + 1u)];
+                snap_a[i] = in[i % ((n + 1u) * e)];
             }
             CHECK(hx_model_set_state(&a.m, snap_a, sb) == HX_OK);
             CHECK(hx_model_set_state(&b.m, snap_a, sb) == HX_OK);
@@ -151,28 +160,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         case 3:
             CHECK(hx_model_get_state(&a.m, snap_a, sb) == HX_OK);
-            CHECK(hx_model_process(&a.m, in, a.out, block) == HX_OK);
+            CHECK(process(&a.m, in, a.out, block) == HX_OK);
             CHECK(hx_model_set_state(&a.m, snap_a, sb) == HX_OK);
-            CHECK(hx_model_process(&a.m, in, b.out, block) == HX_OK);
-            CHECK(memcmp(a.out, b.out, block) == 0);
+            CHECK(process(&a.m, in, b.out, block) == HX_OK);
+            CHECK(memcmp(a.out, b.out, block * e) == 0);
             /* b follows the same path so the two stay in step. */
-            CHECK(hx_model_process(&b.m, in, b.out, block) == HX_OK);
+            CHECK(process(&b.m, in, b.out, block) == HX_OK);
             CHECK(hx_model_get_state(&a.m, snap_a, sb) == HX_OK);
             CHECK(hx_model_get_state(&b.m, snap_b, sb) == HX_OK);
             CHECK(memcmp(snap_a, snap_b, sb) == 0);
             break;
         case 4:
             memset(a.out, 0x33, cap);
-            CHECK(hx_model_process(&a.m, in, a.out, n + 1u) == HX_E_BAD_LENGTH);
+            CHECK(process(&a.m, in, a.out, n + 1u) == HX_E_BAD_LENGTH);
             for (i = 0; i < cap; ++i) {
                 CHECK(a.out[i] == 0x33);
             }
             break;
         default: /* 5: in place */
-            memcpy(a.out, in, block);
-            CHECK(hx_model_process(&a.m, (const int8_t *)a.out, a.out, block) == HX_OK);
-            CHECK(hx_model_process(&b.m, in, b.out, block) == HX_OK);
-            CHECK(memcmp(a.out, b.out, block) == 0);
+            memcpy(a.out, in, block * e);
+            CHECK(process(&a.m, a.out, a.out, block) == HX_OK);
+            CHECK(process(&b.m, in, b.out, block) == HX_OK);
+            CHECK(memcmp(a.out, b.out, block * e) == 0);
             break;
         }
     }

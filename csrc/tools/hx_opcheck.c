@@ -17,6 +17,17 @@
  *   3 ADD   words: count input1_zp input2_zp output_zp left_shift m1 s1 m2 s2 m_out s_out act_min act_max mode
  *           arrays: in1, in2 int8[count]
  *           output: count bytes (hx_add_make_tables + hx_add_s8)
+ *   4 CONV16  words: in_frames in_channels out_frames out_channels kernel stride dilation act_min act_max
+ *           arrays: in int16[in_frames*in_channels], weights int8[out_channels*kernel*in_channels],
+ *                   bias int64[out_channels], multiplier, shift int32[out_channels]
+ *           output: out_frames*out_channels int16 (hx_conv_s16_reduce + hx_conv_s16; zeros if refused)
+ *   5 LEAKY16 words: count m_identity s_identity m_alpha s_alpha
+ *           arrays: in int16[count]
+ *           output: count int16 out of place, then count int16 computed in place
+ *   6 ADD16 words: count left_shift m1 s1 m2 s2 m_out s_out act_min act_max mode
+ *           arrays: in1, in2 int16[count]
+ *           output: count int16
+ * int16 and int64 values are little-endian (as every target this project builds for).
  * Test-support tool: it allocates per case with malloc.
  */
 #include <stdio.h>
@@ -37,6 +48,20 @@ static int rd_i32(FILE *f, int32_t *v) {
 static void *rd_bytes(FILE *f, size_t n) {
     void *p = malloc(n ? n : 1u);
     if (p != NULL && n > 0u && fread(p, 1, n, f) != n) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* n little-endian int16 / int64 values (the tool runs on little-endian targets, so a byte copy). */
+static int16_t *rd_i16s(FILE *f, size_t n) {
+    return (int16_t *)rd_bytes(f, n * sizeof(int16_t));
+}
+
+static int64_t *rd_i64s(FILE *f, size_t n) {
+    int64_t *p = (int64_t *)malloc((n ? n : 1u) * sizeof(int64_t));
+    if (p != NULL && n > 0u && fread(p, sizeof(int64_t), n, f) != n) {
         free(p);
         return NULL;
     }
@@ -185,6 +210,91 @@ int main(int argc, char **argv) {
             hx_add_make_tables(&p, t1, t2);
             hx_add_s8(&p, t1, t2, a, b, out);
             fwrite(out, 1, p.count, fo);
+            free(a);
+            free(b);
+            free(out);
+        } else if (kind == 4) {
+            hx_conv_s16_params p;
+            size_t n_in, n_w, n_out;
+            int16_t *in, *out;
+            int8_t *wt;
+            int64_t *bias;
+            int32_t *mult, *shift;
+            memset(&p, 0, sizeof(p));
+            p.in_frames = (uint32_t)w[0];
+            p.in_channels = (uint32_t)w[1];
+            p.out_frames = (uint32_t)w[2];
+            p.out_channels = (uint32_t)w[3];
+            p.kernel = (uint32_t)w[4];
+            p.stride = (uint32_t)w[5];
+            p.dilation = (uint32_t)w[6];
+            p.act_min = w[7];
+            p.act_max = w[8];
+            n_in = (size_t)p.in_frames * p.in_channels;
+            n_w = (size_t)p.out_channels * p.kernel * p.in_channels;
+            n_out = (size_t)p.out_frames * p.out_channels;
+            in = rd_i16s(fi, n_in);
+            wt = (int8_t *)rd_bytes(fi, n_w);
+            bias = rd_i64s(fi, p.out_channels);
+            mult = rd_i32s(fi, p.out_channels);
+            shift = rd_i32s(fi, p.out_channels);
+            out = (int16_t *)malloc((n_out ? n_out : 1u) * sizeof(int16_t));
+            if (!in || !wt || !bias || !mult || !shift || !out) {
+                return 3;
+            }
+            if (hx_conv_s16_reduce(&p, bias, mult, shift, mult) != HX_OK) {
+                memset(out, 0, n_out * sizeof(int16_t));
+            } else {
+                hx_conv_s16(&p, in, wt, bias, mult, shift, out);
+            }
+            fwrite(out, sizeof(int16_t), n_out, fo);
+            free(in);
+            free(wt);
+            free(bias);
+            free(mult);
+            free(shift);
+            free(out);
+        } else if (kind == 5) {
+            hx_leaky_relu_s16_params p;
+            int16_t *in, *out;
+            p.count = (uint32_t)w[0];
+            p.multiplier_identity = w[1];
+            p.shift_identity = w[2];
+            p.multiplier_alpha = w[3];
+            p.shift_alpha = w[4];
+            in = rd_i16s(fi, p.count);
+            out = (int16_t *)malloc((p.count ? p.count : 1u) * sizeof(int16_t));
+            if (!in || !out) {
+                return 3;
+            }
+            hx_leaky_relu_s16(&p, in, out);
+            fwrite(out, sizeof(int16_t), p.count, fo);
+            hx_leaky_relu_s16(&p, in, in);
+            fwrite(in, sizeof(int16_t), p.count, fo);
+            free(in);
+            free(out);
+        } else if (kind == 6) {
+            hx_add_s16_params p;
+            int16_t *a, *b, *out;
+            p.count = (uint32_t)w[0];
+            p.left_shift = w[1];
+            p.multiplier1 = w[2];
+            p.shift1 = w[3];
+            p.multiplier2 = w[4];
+            p.shift2 = w[5];
+            p.multiplier_out = w[6];
+            p.shift_out = w[7];
+            p.act_min = w[8];
+            p.act_max = w[9];
+            p.mode = (uint32_t)w[10];
+            a = rd_i16s(fi, p.count);
+            b = rd_i16s(fi, p.count);
+            out = (int16_t *)malloc((p.count ? p.count : 1u) * sizeof(int16_t));
+            if (!a || !b || !out) {
+                return 3;
+            }
+            hx_add_s16(&p, a, b, out);
+            fwrite(out, sizeof(int16_t), p.count, fo);
             free(a);
             free(b);
             free(out);

@@ -1,7 +1,8 @@
 /*
  * hx_stream - run an hx kernel blob over raw int8 audio (the on-device streaming driver).
  *
- *   hx_stream [-t] MODEL.hxb IN.raw OUT.raw   stream IN (int8 samples in the model's input
+ *   hx_stream [-t] MODEL.hxb IN.raw OUT.raw   stream IN (int8 samples, or little-endian int16 ones for a
+ *                                             16x8 model, in the model's input
  *                                             quantisation) through the model into OUT, block by
  *                                             block with state; -t times every block (one
  *                                             hx_model_process call each) and prints mean, min,
@@ -99,8 +100,14 @@ static int check_blobs(int n, char **paths) {
             st = mem ? hx_model_init(&m, blob, len, mem, arena) : HX_E_NULL;
             if (st == HX_OK) {
                 const uint32_t block = hx_model_block(&m);
-                int8_t *io = (int8_t *)calloc(block, 1);
-                st = io ? hx_model_process(&m, io, io, block) : HX_E_NULL;
+                int16_t *io = (int16_t *)calloc(block, sizeof(int16_t));
+                if (io == NULL) {
+                    st = HX_E_NULL;
+                } else if (hx_model_act_bits(&m) == (uint32_t)HX_ACT_S16) {
+                    st = hx_model_process_s16(&m, io, io, block);
+                } else {
+                    st = hx_model_process(&m, (int8_t *)(void *)io, (int8_t *)(void *)io, block);
+                }
                 free(io);
             }
             free(mem);
@@ -120,7 +127,7 @@ int main(int argc, char **argv) {
     hx_model model;
     hx_status st;
     hx_quant qi, qo;
-    uint32_t block;
+    uint32_t block, elem;
     FILE *fo;
     double t_min = 1e30, t_max = 0.0, t_sum = 0.0, *times = NULL;
 
@@ -144,8 +151,8 @@ int main(int argc, char **argv) {
         }
         hx_model_input_quant(&model, &qi);
         hx_model_output_quant(&model, &qo);
-        printf("arch %s\nblock %u\narena_bytes %lu\nstate_bytes %lu\ninput %.9g %d\noutput %.9g %d\n", hx_arch(),
-               (unsigned)hx_model_block(&model), (unsigned long)arena_len,
+        printf("arch %s\nact_bits %u\nblock %u\narena_bytes %lu\nstate_bytes %lu\ninput %.9g %d\noutput %.9g %d\n",
+               hx_arch(), (unsigned)hx_model_act_bits(&model), (unsigned)hx_model_block(&model), (unsigned long)arena_len,
                (unsigned long)hx_model_state_bytes(&model), (double)qi.scale, (int)qi.zero_point,
                (double)qo.scale, (int)qo.zero_point);
         free(arena);
@@ -181,12 +188,13 @@ int main(int argc, char **argv) {
         return 4;
     }
     block = hx_model_block(&model);
-    n_blocks = in_len / block;
-    if (in_len % block) {
-        fprintf(stderr, "hx_stream: dropping %lu trailing samples (block %u)\n", (unsigned long)(in_len % block),
-                (unsigned)block);
+    elem = hx_model_act_bits(&model) == (uint32_t)HX_ACT_S16 ? 2u : 1u;
+    n_blocks = in_len / (block * elem);
+    if (in_len % (block * elem)) {
+        fprintf(stderr, "hx_stream: dropping %lu trailing bytes (block %u x %u bytes)\n",
+                (unsigned long)(in_len % (block * elem)), (unsigned)block, (unsigned)elem);
     }
-    out = (int8_t *)malloc(n_blocks * block + 1u);
+    out = (int8_t *)malloc(n_blocks * block * elem + 2u);
     times = timing ? (double *)malloc((n_blocks + 1u) * sizeof(double)) : NULL;
     fo = fopen(argv[argi + 2], "wb");
     if (out == NULL || fo == NULL || (timing && times == NULL)) {
@@ -196,7 +204,10 @@ int main(int argc, char **argv) {
     for (pos = 0; pos < n_blocks; pos += timing ? 1u : HX_CHUNK_BLOCKS) {
         const size_t nb = timing ? 1u : (n_blocks - pos < HX_CHUNK_BLOCKS ? n_blocks - pos : HX_CHUNK_BLOCKS);
         const double t0 = timing ? now_us() : 0.0;
-        st = hx_model_process(&model, (const int8_t *)in + pos * block, out + pos * block, nb * block);
+        /* in (realloc) and out (malloc) are suitably aligned for int16, and every offset is even. */
+        st = elem == 2u ? hx_model_process_s16(&model, (const int16_t *)(const void *)(in + pos * block * 2u),
+                                               (int16_t *)(void *)(out + pos * block * 2u), nb * block)
+                        : hx_model_process(&model, (const int8_t *)in + pos * block, out + pos * block, nb * block);
         if (timing) {
             const double dt = now_us() - t0;
             times[pos] = dt;
@@ -210,7 +221,7 @@ int main(int argc, char **argv) {
             break;
         }
     }
-    if (rc == 0 && fwrite(out, 1, n_blocks * block, fo) != n_blocks * block) {
+    if (rc == 0 && fwrite(out, 1, n_blocks * block * elem, fo) != n_blocks * block * elem) {
         rc = 3;
     }
     if (fclose(fo) != 0) {

@@ -1,12 +1,14 @@
-"""C-kernel backend: the int8 step graph run by ``csrc/`` (built through cffi on first use).
+"""C-kernel backend: the int8 or 16x8 step graph run by ``csrc/`` (built through cffi on first use).
 
 ``CKernelBackend(blob)`` takes a blob written by ``toolchain.export.ckernel.tflite_to_blob``
 (the bundle's ``kernel/model.hxb``). The C code validates the blob (magic, version, checksum,
-every size and offset) and computes what the LiteRT int8 interpreter computes, bit for bit.
+every size and offset) and computes what the LiteRT interpreter's built-in kernels compute, bit
+for bit. The blob says whether the model streams int8 or int16 samples (:attr:`io_dtype`).
 
-``process`` takes either int8 samples (the model's input quantisation, :attr:`input_quant`) and
-returns int8 samples, or float samples that it quantises / dequantises at the boundary exactly
-as the LiteRT backend does (the :class:`runtime.backends.base.Backend` contract the engine uses).
+``process`` takes either integer samples of :attr:`io_dtype` (the model's input quantisation,
+:attr:`input_quant`) and returns the same type, or float samples that it quantises / dequantises at
+the boundary exactly as the LiteRT backend does (the :class:`runtime.backends.base.Backend`
+contract the engine uses).
 Any multiple of :attr:`block` samples is processed in one C call. The state is the C arena's
 state region: :meth:`get_state` returns it as ``bytes`` (an opaque snapshot for this blob).
 
@@ -51,6 +53,15 @@ class CKernelBackend:
         self._check(lib.hx_model_output_quant(self._model, q), "output quant")
         self.output_quant: tuple[float, int] = (float(q.scale), int(q.zero_point))
         self.state_bytes = int(lib.hx_model_state_bytes(self._model))
+        bits = int(lib.hx_model_act_bits(self._model))
+        self._io = np.dtype(np.int16 if bits == lib.HX_ACT_S16 else np.int8)
+        self._ctype = "int16_t[]" if bits == lib.HX_ACT_S16 else "int8_t[]"
+        self._process = lib.hx_model_process_s16 if bits == lib.HX_ACT_S16 else lib.hx_model_process
+
+    @property
+    def io_dtype(self) -> np.dtype:
+        """The sample type of the model's input and output: int8, or int16 for a 16x8 blob."""
+        return self._io
 
     def _check(self, status: int, what: str) -> None:
         if status != self._lib.HX_OK:
@@ -58,27 +69,26 @@ class CKernelBackend:
             raise BackendError(f"C kernel: {what}: {name}")
 
     def process_raw(self, x_q: np.ndarray) -> np.ndarray:
-        """int8 samples (a multiple of :attr:`block`) → int8 samples; advances the state."""
+        """:attr:`io_dtype` samples (a multiple of :attr:`block`) → the same type; advances the state."""
         x = np.ascontiguousarray(np.asarray(x_q).reshape(-1))
-        if x.dtype != np.int8:
-            raise BackendError(f"process_raw expects int8 samples, got {x.dtype}")
+        if x.dtype != self._io:
+            raise BackendError(f"process_raw expects {self._io} samples, got {x.dtype}")
         if x.size % self.block:
             raise BackendError(f"{x.size} samples is not a multiple of the block ({self.block})")
         y = np.empty_like(x)
         ffi = self._ffi
-        self._check(self._lib.hx_model_process(self._model, ffi.from_buffer("int8_t[]", x),
-                                               ffi.from_buffer("int8_t[]", y, require_writable=True), x.size),
-                    "process")
+        self._check(self._process(self._model, ffi.from_buffer(self._ctype, x),
+                                  ffi.from_buffer(self._ctype, y, require_writable=True), x.size), "process")
         return y
 
     def process(self, x: np.ndarray) -> np.ndarray:
-        """int8 in → int8 out (raw), or float in → float32 out (quantised at the boundary)."""
+        """:attr:`io_dtype` in → the same out (raw), or float in → float32 out (quantised at the boundary)."""
         a = np.asarray(x)
-        if a.dtype == np.int8:
+        if a.dtype == self._io:
             return self.process_raw(a)
         if not np.issubdtype(a.dtype, np.floating):
-            raise BackendError(f"process expects int8 or float samples, got {a.dtype}")
-        yq = self.process_raw(quantize(a.reshape(-1), *self.input_quant))
+            raise BackendError(f"process expects {self._io} or float samples, got {a.dtype}")
+        yq = self.process_raw(quantize(a.reshape(-1), *self.input_quant, self._io.type))
         return dequantize(yq, *self.output_quant)
 
     def reset(self) -> None:

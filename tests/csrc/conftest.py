@@ -1,17 +1,24 @@
-"""Session fixtures of the C-kernel tests: the int8 test model (built once, cached on disk) and the
-host cffi build of the kernel."""
+"""Session fixtures of the C-kernel tests: the int8 and 16x8 test models (built once, cached on disk) and
+the host cffi build of the kernel."""
 
 from __future__ import annotations
 
 import pytest
 
-from csrc_helpers import SeanetCase, host_archs, load_test_model
+from csrc_helpers import SeanetCase, host_archs, load_test_model, load_test_model16
 
 
 @pytest.fixture(scope="session")
 def seanet() -> SeanetCase:
     """Random-weight SEANet int8 step graph, its blob and ≥ 10 s of int8 speech + noise."""
     return load_test_model()
+
+
+@pytest.fixture(scope="session")
+def seanet16() -> SeanetCase:
+    """Random-weight prescription-config SEANet as a finalized 16x8 step graph, its blob and ≥ 10 s of
+    int16 speech + noise (then saturation)."""
+    return load_test_model16()
 
 
 @pytest.fixture(scope="session")

@@ -145,9 +145,79 @@ def load_test_model() -> SeanetCase:
     return SeanetCase(tfl, blob, quantize(audio, *qi), audio.size / 16000.0, qi, qo)
 
 
+# ----------------------------------------------------------------------------- the 16x8 model
+def _seanet16_config():
+    """The prescription recipe's architecture (toolchain/train/recipes/prescription.toml: the likely shipped
+    16x8 default): leaky ReLU, 48-tap input and output convs, the NAL-R FIR skip over 2 channels."""
+    from toolchain.models.seanet import SEANetConfig
+
+    return SEANetConfig(activation="leaky_relu", kernel_size=48, skip_taps=48, skip_channels=2, prescription="nalr")
+
+
+def build_test_tflite16() -> bytes:
+    """Random-weight prescription-config SEANet as the device runs it: LiteRT's 16x8 conversion, calibrated
+    on the corpus 'calib' split through its own streaming graph, then finalize_16x8 (no QUANTIZE op,
+    input scale 1/32768)."""
+    import torch
+
+    from tests.helpers import randomised_seanet
+    from toolchain.export.int16_graph import finalize_16x8
+    from toolchain.export.tflite import build_keras_step, convert
+
+    g = randomised_seanet(SEED, _seanet16_config()).fit(AUDIOGRAM).streaming()
+    x = _corpus("calib", 2)
+    reps = []
+    states = g.init_state()
+    with torch.no_grad():
+        for i in range(0, x.size - BLOCK + 1, BLOCK):
+            xb = torch.from_numpy(x[i:i + BLOCK]).reshape(1, 1, BLOCK)
+            if (i // BLOCK) % 8 == 0:
+                reps.append([xb.numpy().reshape(1, 1, BLOCK, 1), *_states_nhwc(states)])
+            _, states = g.step(xb, states)
+    km = build_keras_step(g, BLOCK)
+    return finalize_16x8(convert(km, len(g.slots), lambda: iter(reps), int16x8=True, fp32=False).int8)
+
+
+def load_test_model16() -> SeanetCase:
+    """Build (or load from ``$HX_CACHE_DIR/test-models``) the 16x8 test model; its signal is the int8 one's
+    audio (12 s of speech in noise, then 2 s driven into saturation) as 16-bit PCM codes."""
+    import inspect
+
+    from runtime.backends.base import quantize
+    from runtime.backends.litert import LiteRTBackend
+    from toolchain.export.ckernel import tflite_to_blob
+
+    root = Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx") / "test-models"
+    h = hashlib.sha256(_sources_digest().encode())
+    for rel in ("toolchain/export/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
+        if (REPO / rel).is_file():
+            h.update((REPO / rel).read_bytes())
+    for fn in (_seanet16_config, build_test_tflite16):
+        h.update(inspect.getsource(fn).encode())
+    h.update(hashlib.sha256(_corpus("calib", 2).tobytes()).digest())
+    path = root / f"seanet-16x8-{h.hexdigest()[:20]}.tflite"
+    if path.is_file() and not os.environ.get("HX_TEST_REBUILD"):
+        tfl = path.read_bytes()
+    else:
+        tfl = build_test_tflite16()
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(tfl)
+        os.replace(tmp, path)
+    lit = LiteRTBackend(tfl, reference_kernels=True)
+    qi, qo = lit.input_quant, lit.output_quant
+    speech = _corpus("test", 6)
+    loud = np.clip(speech[:2 * 16000] * 8.0, -1, 1)
+    audio = np.concatenate([speech, loud])
+    audio = audio[: audio.size // BLOCK * BLOCK]
+    return SeanetCase(tfl, tflite_to_blob(tfl), quantize(audio, *qi, np.int16), audio.size / 16000.0, qi, qo)
+
+
 # ------------------------------------------------------------------------------------ LiteRT
 def litert_stream(tflite: bytes, x_q: np.ndarray, *, reference: bool, resolver=None) -> np.ndarray:
-    """Stream int8 ``x_q`` block by block through the LiteRT interpreter, feeding the state back.
+    """Stream ``x_q`` (int8, or int16 for a 16x8 graph) block by block through the LiteRT interpreter, feeding
+    the state back.
 
     ``reference=True``: OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (TFLite's built-in kernels);
     ``False``: the default resolver (XNNPACK delegate). ``resolver`` overrides both (e.g. BUILTIN_REF).
@@ -163,14 +233,16 @@ def litert_stream(tflite: bytes, x_q: np.ndarray, *, reference: bool, resolver=N
     outs = {d["name"]: d for d in it.get_output_details()}
     run = it.get_signature_runner("serving_default")
     sig_in = run.get_input_details()
-    states = {k: np.full(v["shape"], v["quantization"][1], np.int8) for k, v in sig_in.items() if k.startswith("state_in")}
+    states = {k: np.full(v["shape"], v["quantization"][1], v["dtype"]) for k, v in sig_in.items()
+              if k.startswith("state_in")}
+    dtype = sig_in["x"]["dtype"]  # int8, or int16 for a 16x8 graph
     del ins, outs
     ys = []
     for i in range(0, x_q.size, BLOCK):
-        out = run(x=x_q[i:i + BLOCK].reshape(1, 1, BLOCK, 1), **states)
+        out = run(x=x_q[i:i + BLOCK].reshape(1, 1, BLOCK, 1).astype(dtype), **states)
         ys.append(out["y"].reshape(-1))
         states = {k.replace("state_out", "state_in"): v for k, v in out.items() if k.startswith("state_out")}
-    return np.concatenate(ys).astype(np.int8)
+    return np.concatenate(ys).astype(dtype)
 
 
 # ----------------------------------------------------------------------------------- C tools
@@ -283,13 +355,80 @@ def random_add_case(rng: np.random.Generator, *, count: int | None = None, mode:
                 a=rng.integers(-128, 128, size=n).astype(np.int8), b=rng.integers(-128, 128, size=n).astype(np.int8))
 
 
+def random_conv16_case(rng: np.random.Generator, *, c_in: int | None = None, c_out: int | None = None,
+                       kernel: int | None = None, stride: int | None = None, dilation: int | None = None,
+                       out_frames: int | None = None) -> dict:
+    """A 16x8 CONV case: full-range int16 input, int8 weights, int64 bias up to ±2^40, shifts in [-31, 7]."""
+    c_in = c_in or int(rng.integers(1, 40))
+    c_out = c_out or int(rng.integers(1, 40))
+    k = kernel or int(rng.integers(1, 9))
+    s = stride or int(rng.integers(1, 5))
+    d = dilation or (1 if rng.random() < 0.7 else int(rng.integers(2, 4)))
+    t = out_frames or int(rng.integers(1, 7))
+    w_in = (t - 1) * s + d * (k - 1) + 1
+    ms = [_mult_shift(rng, 1e-7, 1e-2) for _ in range(c_out)]
+    lo = int(rng.integers(-32768, 0)) if rng.random() < 0.3 else -32768
+    hi = int(rng.integers(lo, 32768)) if rng.random() < 0.3 else 32767
+    x = rng.integers(-32768, 32768, size=(w_in, c_in))
+    if rng.random() < 0.2:  # the extreme products: every input at -32768 against -128 weights
+        x[:] = -32768
+    return dict(kind="conv16", in_frames=w_in, in_channels=c_in, out_frames=t, out_channels=c_out, kernel=k, stride=s,
+                dilation=d, act_min=lo, act_max=hi, x=x.astype(np.int16),
+                w=rng.integers(-128, 128, size=(c_out, k, c_in)).astype(np.int8),
+                bias=rng.integers(-(1 << 40), 1 << 40, size=c_out).astype(np.int64),
+                mult=np.array([m for m, _ in ms], np.int32), shift=np.array([e for _, e in ms], np.int32))
+
+
+def random_leaky16_case(rng: np.random.Generator, *, count: int | None = None) -> dict:
+    n = count or int(rng.integers(1, 300))
+    m1, s1 = _mult_shift(rng, 0.05, 4.0)
+    m2, s2 = _mult_shift(rng, 1e-3, 1.0)
+    return dict(kind="leaky16", count=n, multiplier_identity=m1, shift_identity=s1, multiplier_alpha=m2, shift_alpha=s2,
+                x=rng.integers(-32768, 32768, size=n).astype(np.int16))
+
+
+def random_add16_case(rng: np.random.Generator, *, count: int | None = None, mode: int | None = None) -> dict:
+    from toolchain.export.numpy_ref import add_multipliers
+
+    n = count or int(rng.integers(1, 200))
+    if rng.random() < 0.3:  # power-of-two ratios: exact rounding ties are frequent
+        s1 = float(2.0 ** -int(rng.integers(12, 18)))
+        s2 = s1 * float(rng.choice([1.0, 0.5, 0.25, 0.75, 1.5]))
+        so = max(s1, s2) * float(rng.choice([1.0, 2.0, 0.5]))
+    else:
+        s1, s2 = np.exp(rng.uniform(np.log(1e-7), np.log(1e-3), size=2))
+        so = float(max(s1, s2) * np.exp(rng.uniform(np.log(0.3), np.log(4.0))))
+    m1, e1, m2, e2, mo, eo = add_multipliers(s1, s2, so, 15)
+    lo = int(rng.integers(-32768, 0)) if rng.random() < 0.3 else -32768
+    hi = int(rng.integers(lo, 32768)) if rng.random() < 0.3 else 32767
+    return dict(kind="add16", count=n, left_shift=15, multiplier1=m1, shift1=e1, multiplier2=m2, shift2=e2,
+                multiplier_out=mo, shift_out=eo, act_min=lo, act_max=hi,
+                mode=int(mode if mode is not None else rng.integers(0, 2)),
+                a=rng.integers(-32768, 32768, size=n).astype(np.int16),
+                b=rng.integers(-32768, 32768, size=n).astype(np.int16))
+
+
 _ROUND_NAMES = ("double_away", "double_up", "single_up")
+_ADD16_KEYS = ("left_shift", "multiplier1", "shift1", "multiplier2", "shift2", "multiplier_out", "shift_out", "act_min",
+               "act_max")
 
 
 def numpy_case(case: dict) -> list[np.ndarray]:
     """What each case must produce (flattened int8 arrays, in hx_opcheck's output order)."""
     from toolchain.export import numpy_ref as R
 
+    if case["kind"] == "conv16":
+        y = R.conv_s16(case["x"], case["w"], case["bias"], case["mult"], case["shift"], stride=case["stride"],
+                       dilation=case["dilation"], act_min=case["act_min"], act_max=case["act_max"])
+        return [y.reshape(-1)]
+    if case["kind"] == "leaky16":
+        y = R.leaky_relu_s16(case["x"], **{k: case[k] for k in ("multiplier_identity", "shift_identity",
+                                                                  "multiplier_alpha", "shift_alpha")})
+        return [y, y]
+    if case["kind"] == "add16":
+        y = R.add_s16(case["a"], case["b"], mode=("vector16", "reference")[case["mode"]],
+                      **{k: case[k] for k in _ADD16_KEYS})
+        return [y]
     if case["kind"] == "conv":
         y = R.conv_s8(case["x"], case["w"], case["bias"], case["mult"], case["shift"], stride=case["stride"],
                       dilation=case["dilation"], input_zp=case["input_zp"], output_zp=case["output_zp"],
@@ -323,6 +462,18 @@ def opcheck_bytes(cases: list[dict]) -> bytes:
             out += c["x"].tobytes() + c["w"].tobytes()
             out += c["bias"].astype("<i4").tobytes() + c["mult"].astype("<i4").tobytes()
             out += c["shift"].astype("<i4").tobytes()
+        elif c["kind"] == "conv16":
+            words(4, [c[k] for k in ("in_frames", "in_channels", "out_frames", "out_channels", "kernel", "stride",
+                                     "dilation", "act_min", "act_max")])
+            out += c["x"].astype("<i2").tobytes() + c["w"].tobytes() + c["bias"].astype("<i8").tobytes()
+            out += c["mult"].astype("<i4").tobytes() + c["shift"].astype("<i4").tobytes()
+        elif c["kind"] == "leaky16":
+            words(5, [c[k] for k in ("count", "multiplier_identity", "shift_identity", "multiplier_alpha",
+                                     "shift_alpha")])
+            out += c["x"].astype("<i2").tobytes()
+        elif c["kind"] == "add16":
+            words(6, [c["count"], *(c[k] for k in _ADD16_KEYS), c["mode"]])
+            out += c["a"].astype("<i2").tobytes() + c["b"].astype("<i2").tobytes()
         elif c["kind"] == "prelu":
             words(2, [c[k] for k in ("frames", "channels", "alpha_count", "input_zp", "alpha_zp", "output_zp",
                                      "multiplier_pos", "shift_pos", "multiplier_neg", "shift_neg")])
@@ -337,15 +488,16 @@ def opcheck_bytes(cases: list[dict]) -> bytes:
 
 def check_opcheck_output(cases: list[dict], raw: bytes) -> list[str]:
     """Compare hx_opcheck's output with numpy; returns a description of each mismatching case."""
-    got = np.frombuffer(raw, dtype=np.int8)
     pos, bad = 0, []
     for i, c in enumerate(cases):
         for j, want in enumerate(numpy_case(c)):
-            have = got[pos:pos + want.size]
-            pos += want.size
+            dt = np.dtype("<i2") if want.dtype == np.int16 else np.dtype(np.int8)
+            nbytes = want.size * dt.itemsize
+            have = np.frombuffer(raw[pos:pos + nbytes], dtype=dt)
+            pos += nbytes
             if not np.array_equal(have, want):
                 n = int(np.count_nonzero(have != want)) if have.size == want.size else -1
                 bad.append(f"case {i} ({c['kind']}, output {j}): {n} of {want.size} differ")
-    if pos != got.size:
-        bad.append(f"output length {got.size} != expected {pos}")
+    if pos != len(raw):
+        bad.append(f"output length {len(raw)} != expected {pos}")
     return bad

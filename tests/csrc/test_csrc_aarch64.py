@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from csrc_helpers import (AARCH64_CC, BLOCK, QEMU, build_tool, check_opcheck_output, host_archs, opcheck_bytes,
-                          random_add_case, random_conv_case, random_prelu_case, run_aarch64)
+                          random_add16_case, random_add_case, random_conv16_case, random_conv_case,
+                          random_leaky16_case, random_prelu_case, run_aarch64)
 from runtime.backends.ckernel import CKernelBackend
 from runtime.boards import resolve_target
 
@@ -115,3 +116,43 @@ def test_host_opcheck_tool(tools_dir, tmp_path, arch):
 
 def test_aarch64_toolchain_present():
     assert AARCH64_CC is not None
+
+
+# ------------------------------------------------------------------------------------------ 16x8
+@pytest.mark.parametrize("arch", ["ref", "neon"])
+def test_aarch64_16x8_stream_equals_host(seanet16, tools_dir, tmp_path, arch):
+    """The 16x8 model, rpi4 flags, the whole ≥ 10 s signal: the same int16 bytes as the host build."""
+    cc, cflags = board_compiler("rpi4")
+    exe = build_tool("hx_stream", tools_dir / f"hx_stream16-rpi4-{arch}", arch=arch, cc=cc, cflags=cflags)
+    host = CKernelBackend(seanet16.blob, arch="ref").process(seanet16.audio_q)
+    (tmp_path / "m.hxb").write_bytes(seanet16.blob)
+    (tmp_path / "in.raw").write_bytes(seanet16.audio_q.astype("<i2").tobytes())
+    t0 = time.perf_counter()
+    r = run_aarch64(exe, str(tmp_path / "m.hxb"), str(tmp_path / "in.raw"), str(tmp_path / "out.raw"))
+    wall = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    y = np.frombuffer((tmp_path / "out.raw").read_bytes(), "<i2")
+    n_diff = int(np.count_nonzero(y != host)) if y.size == host.size else -1
+    print(f"qemu-aarch64 rpi4 {arch} 16x8: {y.size} samples ({y.size / 16000:.1f} s audio) in {wall:.1f} s, "
+          f"{n_diff} differ from the host build")
+    assert n_diff == 0
+    info = run_aarch64(exe, "--info", str(tmp_path / "m.hxb"))
+    assert info.returncode == 0 and f"arch {arch}" in info.stdout and "act_bits 16" in info.stdout
+
+
+def test_aarch64_neon_s16_ops_match_numpy(tools_dir, tmp_path):
+    """Op by op under qemu: the s16 NEON kernels (vector bodies and tails) against the numpy reference."""
+    cc, cflags = board_compiler("rpi4")
+    rng = np.random.default_rng(2025)
+    cases = [f(rng) for _ in range(60) for f in (random_conv16_case, random_leaky16_case, random_add16_case)]
+    for c_in, k in ((1, 48), (2, 48), (8, 7), (32, 8), (48, 2), (300, 1), (15, 1), (17, 1)):
+        cases.append(random_conv16_case(rng, c_in=c_in, kernel=k, c_out=13, stride=1, dilation=1, out_frames=3))
+    for n in (15, 16, 17, 31, 32, 33, 128):
+        cases += [random_add16_case(rng, count=n, mode=0), random_leaky16_case(rng, count=n)]
+    (tmp_path / "cases.bin").write_bytes(opcheck_bytes(cases))
+    for arch in ("neon", "ref"):
+        exe = build_tool("hx_opcheck", tools_dir / f"hx_opcheck16-{arch}", arch=arch, cc=cc, cflags=cflags)
+        out = tmp_path / f"out-{arch}.bin"
+        r = run_aarch64(exe, str(tmp_path / "cases.bin"), str(out))
+        assert r.returncode == 0, r.stderr
+        assert check_opcheck_output(cases, out.read_bytes()) == [], arch

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from csrc_helpers import (BLOCK, HOST_CC, build_tool, check_opcheck_output, host_archs, opcheck_bytes,
-                          random_add_case, random_conv_case, random_prelu_case, recrc)
+                          random_add16_case, random_add_case, random_conv16_case, random_conv_case,
+                          random_leaky16_case, random_prelu_case, recrc)
 from runtime.backends.ckernel import CKernelBackend
-from test_csrc_validation import bad_blobs
+from test_csrc_validation import bad_blobs, bad_blobs16
 
 SAN_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 SAN_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1",
@@ -112,3 +113,41 @@ def test_sanitizer_build_really_checks(tmp_path):
     assert r.returncode != 0 and "AddressSanitizer" in r.stderr
     r = subprocess.run([str(exe), "x", "y"], capture_output=True, text=True, env=SAN_ENV)
     assert r.returncode != 0 and "runtime error" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------ 16x8
+@pytest.mark.parametrize("arch", host_archs())
+def test_16x8_model_runs_clean(seanet16, tools_dir, tmp_path, arch):
+    exe = _sanitized("hx_stream", tools_dir, arch)
+    n = 24000 // BLOCK * BLOCK  # 1.5 s of speech + 0.5 s of the saturating tail
+    x = np.concatenate([seanet16.audio_q[:n], seanet16.audio_q[-n // 3 // BLOCK * BLOCK:]])
+    (tmp_path / "m.hxb").write_bytes(seanet16.blob)
+    (tmp_path / "in.raw").write_bytes(x.astype("<i2").tobytes())
+    r = _run([exe, tmp_path / "m.hxb", tmp_path / "in.raw", tmp_path / "out.raw"])
+    assert r.returncode == 0, r.stderr
+    y = np.frombuffer((tmp_path / "out.raw").read_bytes(), "<i2")
+    assert np.array_equal(y, CKernelBackend(seanet16.blob, arch="ref").process(x))
+
+
+def test_16x8_validation_cases_run_clean(seanet16, asan_stream, tmp_path):
+    cases = bad_blobs16(seanet16.blob)
+    paths = []
+    for name, (blob, _) in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        paths.append(tmp_path / name)
+    (tmp_path / "good").write_bytes(seanet16.blob)
+    r = _run([asan_stream, "--check", *paths, tmp_path / "good"])
+    assert r.returncode == 0, r.stderr
+    got = {os.path.basename(k): v for k, v in (line.split()[::-1] for line in r.stdout.splitlines())}
+    assert got == {**{k: v for k, (_, v) in cases.items()}, "good": "HX_OK"}
+
+
+@pytest.mark.parametrize("arch", host_archs())
+def test_16x8_kernels_run_clean_on_random_cases(tools_dir, tmp_path, arch):
+    exe = _sanitized("hx_opcheck", tools_dir, arch)
+    rng = np.random.default_rng(6)
+    cases = [f(rng) for _ in range(40) for f in (random_conv16_case, random_leaky16_case, random_add16_case)]
+    (tmp_path / "c.bin").write_bytes(opcheck_bytes(cases))
+    r = _run([exe, tmp_path / "c.bin", tmp_path / "o.bin"])
+    assert r.returncode == 0, r.stderr
+    assert check_opcheck_output(cases, (tmp_path / "o.bin").read_bytes()) == []

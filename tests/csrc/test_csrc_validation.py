@@ -15,7 +15,7 @@ from toolchain.export import ckernel as ck
 
 HEADER = {name: 4 * i for i, name in enumerate(
     ("magic", "version", "header_bytes", "blob_bytes", "n_tensors", "n_ops", "tensor_table", "op_table",
-     "data_offset", "data_bytes", "block", "input_tensor", "output_tensor", "state_bytes", "scratch_bytes", "flags"))}
+     "data_offset", "data_bytes", "block", "input_tensor", "output_tensor", "state_bytes", "scratch_bytes", "act_bits"))}
 
 
 def put_u32(blob: bytes, offset: int, value: int, *, fix_crc: bool = True) -> bytes:
@@ -70,7 +70,8 @@ def bad_blobs(blob: bytes) -> dict[str, tuple[bytes, str]]:
         "input_id": (header_field(blob, "input_tensor", 100000), "HX_E_MALFORMED"),
         "state_bytes_huge": (header_field(blob, "state_bytes", 0xFFFFFFFF), "HX_E_MALFORMED"),
         "scratch_bytes_small": (header_field(blob, "scratch_bytes", 8), "HX_E_MALFORMED"),
-        "flags": (header_field(blob, "flags", 1), "HX_E_UNSUPPORTED"),
+        "act_bits": (header_field(blob, "act_bits", 1), "HX_E_UNSUPPORTED"),
+        "old_version": (header_field(blob, "version", ck.FORMAT_VERSION - 1), "HX_E_VERSION"),
         "tensor_frames_huge": (tensor_field(blob, 3, 2, 0xFFFFFFFF), "HX_E_MALFORMED"),
         "tensor_frames_zero": (tensor_field(blob, 3, 2, 0), "HX_E_MALFORMED"),
         "tensor_channels_2e24": (tensor_field(blob, 3, 3, 1 << 24), "HX_E_MALFORMED"),
@@ -256,3 +257,87 @@ def test_in_place_processing(api, seanet):
     p = ffi.from_buffer("int8_t[]", x)
     assert lib.hx_model_process(model, p, p, x.size) == lib.HX_OK
     assert np.array_equal(x, want)
+
+
+# ------------------------------------------------------------------------------------ 16x8 blobs
+def bad_blobs16(blob: bytes) -> dict[str, tuple[bytes, str]]:
+    """Named damaged 16x8 blobs and the status each must get (shared with the sanitizer test)."""
+    m = ck.parse_blob(blob)
+    conv, leaky, add, copy = (first_op(blob, k) for k in ("CONV", "LEAKY_RELU", "ADD", "COPY"))
+    c_out = m.tensors[m.ops[conv].output].channels
+    data = struct.unpack_from("<I", blob, struct.unpack_from("<I", blob, HEADER["op_table"])[0] + conv * ck.OP_BYTES + 28)[0]
+    arr = data + -(-m.ops[conv].weights.size // 4) * 4     # bias[C_out] int64, multiplier, shift int32
+    big = bytearray(blob)
+    struct.pack_into("<q", big, arr, (1 << 46) + 1)
+    scratch = next(t.index for t in m.tensors if not t.is_state and t.index not in (m.input_tensor, m.output_tensor))
+    return {
+        "old_version": (header_field(blob, "version", 1), "HX_E_VERSION"),
+        "act_bits_32": (header_field(blob, "act_bits", 32), "HX_E_UNSUPPORTED"),
+        "act_bits_8": (header_field(blob, "act_bits", 8), "HX_E_MALFORMED"),  # int16 sizes read as int8 ones
+        "tensor_zero_point": (tensor_field(blob, scratch, 4, 1), "HX_E_MALFORMED"),
+        "tensor_odd_offset": (tensor_field(blob, scratch, 1, m.tensors[scratch].offset + 1), "HX_E_MALFORMED"),
+        "conv_bias_huge": (recrc(big), "HX_E_UNSUPPORTED"),
+        "conv_shift_8": (put_u32(blob, arr + 12 * c_out, 8), "HX_E_UNSUPPORTED"),
+        "conv_rounding": (op_word(blob, conv, 16, 1), "HX_E_UNSUPPORTED"),
+        "conv_act_range": (op_word(blob, conv, 15, 40000), "HX_E_MALFORMED"),
+        "conv_zero_point": (op_word(blob, conv, 12, 1), "HX_E_MALFORMED"),
+        "leaky_as_prelu": (op_word(blob, leaky, 0, 2), "HX_E_UNSUPPORTED"),
+        "leaky_shift": (op_word(blob, leaky, 12, 31), "HX_E_UNSUPPORTED"),
+        "leaky_multiplier_negative": (op_word(blob, leaky, 11, 0x80000000), "HX_E_UNSUPPORTED"),
+        "add_left_shift_16": (op_word(blob, add, 12, 16), "HX_E_UNSUPPORTED"),
+        "add_act_range": (op_word(blob, add, 20, 40000), "HX_E_MALFORMED"),
+        "copy_odd_offset": (op_word(blob, copy, 9, 1), "HX_E_MALFORMED"),
+    }
+
+
+def test_16x8_bad_blobs_get_their_statuses(api, seanet16):
+    ffi, lib = api
+    assert status(lib, ffi, seanet16.blob) == "HX_OK"
+    cases = bad_blobs16(seanet16.blob)
+    got = {name: status(lib, ffi, blob) for name, (blob, _) in cases.items()}
+    assert got == {name: code for name, (_, code) in cases.items()}
+    # The Python reader refuses the old format too, naming both versions.
+    with pytest.raises(ck.BlobError, match=f"version 1; this toolchain reads {ck.FORMAT_VERSION}"):
+        ck.parse_blob(cases["old_version"][0])
+
+
+def test_leaky_relu_op_is_refused_in_an_int8_model(api, seanet):
+    ffi, lib = api
+    assert status(lib, ffi, op_word(seanet.blob, first_op(seanet.blob, "PRELU"), 0, 6)) == "HX_E_UNSUPPORTED"
+
+
+def test_sample_type_is_checked(api, seanet, seanet16):
+    """hx_model_process runs int8 models only, hx_model_process_s16 16x8 ones: HX_E_TYPE, nothing written."""
+    ffi, lib = api
+    st, m8, _a8 = init(lib, ffi, seanet.blob)
+    st16, m16, _a16 = init(lib, ffi, seanet16.blob)
+    assert st == st16 == lib.HX_OK
+    assert lib.hx_model_act_bits(m8) == lib.HX_ACT_S8 and lib.hx_model_act_bits(m16) == lib.HX_ACT_S16
+    x8, y8 = np.ones(BLOCK, np.int8), np.full(BLOCK, 7, np.int8)
+    x16, y16 = np.ones(BLOCK, np.int16), np.full(BLOCK, 7, np.int16)
+    p8 = ffi.from_buffer("int8_t[]", x8), ffi.from_buffer("int8_t[]", y8)
+    p16 = ffi.from_buffer("int16_t[]", x16), ffi.from_buffer("int16_t[]", y16)
+    assert lib.hx_model_process_s16(m8, *p16, BLOCK) == lib.HX_E_TYPE
+    assert lib.hx_model_process(m16, *p8, BLOCK) == lib.HX_E_TYPE
+    assert (y8 == 7).all() and (y16 == 7).all()
+    assert lib.hx_model_process_s16(m16, *p16, BLOCK + 1) == lib.HX_E_BAD_LENGTH
+    assert lib.hx_model_process_s16(m16, *p16, BLOCK) == lib.HX_OK
+    assert ffi.string(lib.hx_status_str(lib.HX_E_TYPE)) == b"HX_E_TYPE"
+    assert lib.hx_model_act_bits(ffi.new("hx_model *")) == 0
+
+
+def test_16x8_misaligned_io_and_in_place(api, seanet16):
+    """The int16 samples may sit at any byte address, and out may be in: the results do not change."""
+    from runtime.backends.ckernel import CKernelBackend
+
+    ffi, lib = api
+    x = seanet16.audio_q[: 80 * BLOCK]
+    want = CKernelBackend(seanet16.blob, arch="ref").process(x)
+    st, model, _arena = init(lib, ffi, seanet16.blob)
+    assert st == lib.HX_OK
+    raw = bytearray(x.nbytes + 1)
+    raw[1:] = x.tobytes()
+    buf = ffi.from_buffer(raw)
+    p = ffi.cast("int16_t *", buf + 1)
+    assert lib.hx_model_process_s16(model, p, p, x.size) == lib.HX_OK
+    assert np.array_equal(np.frombuffer(bytes(raw[1:]), np.int16), want)

@@ -86,3 +86,31 @@ def test_the_driver_reports_a_planted_bug(tmp_path):
     assert not r.clean and r.crashes, r.log_tail
     assert any("AddressSanitizer: heap-buffer-overflow" in line for line in r.sanitizer_reports), r.sanitizer_reports
     assert open(r.crashes[0], "rb").read().startswith(b"HX!")
+
+
+@pytest.fixture(scope="module")
+def fuzz_setup16(seanet16, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzz16")
+    blob = root / "model16.hxb"
+    blob.write_bytes(seanet16.blob)
+    try:
+        exes = {arch: F.build(root / f"build-{arch}", arch) for arch in host_archs()}
+    except F.FuzzError as e:
+        pytest.fail(str(e))
+    return {"root": root, "blob": blob, "exes": exes, "seeds": F.seed_corpus(seanet16.blob, root / "seeds")}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("arch", host_archs())
+@pytest.mark.parametrize("harness", F.HARNESSES)
+def test_fuzz_run_is_clean_16x8(fuzz_setup16, harness, arch):
+    """The same short runs seeded from the 16x8 test model's blob: the s16 kernels and validator."""
+    s = fuzz_setup16
+    r = F.run(s["exes"][arch][harness], s["seeds"][harness], harness=harness, arch=arch,
+              blob=s["blob"] if harness == "hx_fuzz_process" else None, seed=2, runs=RUNS[harness],
+              max_seconds=MAX_SECONDS, artifact_dir=s["root"] / "artifacts")
+    print(f"16x8 {harness} ({arch}): {r.executions} executions in {r.seconds:.1f} s, coverage {r.coverage} edges; "
+          f"crashes {r.crashes}, sanitizer reports {r.sanitizer_reports}")
+    assert r.clean, r.log_tail
+    assert r.executions >= min(RUNS[harness], 300), r.log_tail
+    assert r.corpus_units > len(list(s["seeds"][harness].iterdir())) and r.coverage > 100

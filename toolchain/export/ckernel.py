@@ -1,17 +1,17 @@
 """Full-integer TFLite step graph → C-kernel blob (``csrc/``), C header, and blob inspection.
 
-:func:`tflite_to_blob` reads the int8 ``.tflite`` flatbuffer (through the schema module that
+:func:`tflite_to_blob` reads an int8 or 16x8 ``.tflite`` flatbuffer (through the schema module that
 ships with ``ai-edge-litert``; no TensorFlow), checks that every op, option and quantisation is
 one the C kernel computes exactly, computes the fixed-point multipliers on the host exactly as
 the LiteRT kernels' Prepare does, plans the arena, and writes a versioned binary:
 
 ```
 header   64 B   "HXKB", format version, header size, blob size, tensor/op counts, table and
-                data offsets, block, input/output tensor ids, state and scratch bytes, flags
+                data offsets, block, input/output tensor ids, state and scratch bytes, act_bits
 tensors  32 B each   region (0 scratch, 1 state), byte offset, frames, channels, zero point, scale
 ops      128 B each  32 little-endian words: type, n_in, 4 input ids, output id, data offset,
                 data bytes, op parameters (see csrc/common/hx_blob.c)
-data     int8 weights / alphas and int32 bias, multiplier, shift arrays, 4-byte aligned
+data     int8 weights / alphas and int32 (16x8: int64) bias, multiplier, shift arrays, 4-byte aligned
 crc32    CRC-32 (zlib) of every byte before it
 ```
 
@@ -26,10 +26,17 @@ NEON kernel (on x86 through NEON_2_SSE) on 16-element chunks, which rounds each 
 while the reference kernel rounds twice. ``target`` picks the build a blob reproduces bit for bit
 (:data:`TARGETS`): ``"litert-x86"`` (default; the host the tests compare against),
 ``"litert-arm"`` (a board's LiteRT), ``"tflite-reference"`` (TFLite's reference kernels / TFLM).
+
+16x8 graphs (int16 activations, I/O and state with zero point 0, int8 weights, int64 bias; the
+activation type is read off the input ``x`` and recorded in the header's ``act_bits``): every int16
+tensor takes two bytes in the arena, LEAKY_RELU is its own op (int8 graphs run it as a PRELU table),
+and only ADD depends on the target (CONV_2D with int64 bias and int16 LEAKY_RELU are TFLite's
+reference kernels on every LiteRT build; see csrc/README.md).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import zlib
@@ -41,7 +48,7 @@ import numpy as np
 from toolchain.export import numpy_ref as ref
 
 MAGIC = b"HXKB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2             # 2: the header names the activation type (int8 or 16x8)
 HEADER_BYTES = 64
 TENSOR_BYTES = 32
 OP_BYTES = 128
@@ -49,13 +56,14 @@ OP_WORDS = OP_BYTES // 4
 MAX_OP_INPUTS = 4
 OP_SLOT_BYTES = 192          # csrc/include/hx/hx_types.h HX_OP_SLOT_BYTES
 ADD_TABLE_BYTES = 2048       # csrc/common/hx_internal.h HX_ADD_TABLE_BYTES
+BIAS64_LIMIT = 1 << 46       # HX_BIAS64_LIMIT: 16x8 bias magnitude the kernel's int64 requantisation takes exactly
 ARENA_ALIGN = 16             # HX_ARENA_ALIGN
 SCRATCH_ALIGN = 16
 STATE_ALIGN = 4
 REGION_SCRATCH, REGION_STATE = 0, 1
 NO_TENSOR = 0xFFFFFFFF
 
-OP_CODES = {"CONV": 1, "PRELU": 2, "ADD": 3, "CONCAT": 4, "COPY": 5}
+OP_CODES = {"CONV": 1, "PRELU": 2, "ADD": 3, "CONCAT": 4, "COPY": 5, "LEAKY_RELU": 6}
 OP_NAMES = {v: k for k, v in OP_CODES.items()}
 SUPPORTED_TFLITE_OPS = ("CONV_2D", "PRELU", "LEAKY_RELU", "ADD", "CONCATENATION", "STRIDED_SLICE", "RESHAPE")
 _FUSED = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -68,6 +76,10 @@ TARGETS: dict[str, tuple[str, str]] = {
     "tflite-reference": ("double_away", "reference"),  # TFLite reference kernels (BUILTIN_REF), TFLM
 }
 _ADD_LEFT_SHIFT = 20  # TFLite add.cc, 8-bit path
+_ADD_LEFT_SHIFT_S16 = 15  # TFLite add.cc, 16-bit general-scale path
+#: Activation types a blob can carry (header word ``act_bits``): TFLite tensor type and bytes per element.
+ACT_TYPES: dict[int, tuple[int, int]] = {8: (9, 1), 16: (7, 2)}
+_TFL_INT8, _TFL_INT16, _TFL_INT32, _TFL_INT64 = 9, 7, 2, 4
 
 
 class BlobError(ValueError):
@@ -105,7 +117,7 @@ def _load(int8_tflite: bytes):
     except ImportError as e:  # pragma: no cover - ai-edge-litert is a dev dependency
         raise BlobError(f"reading .tflite needs ai-edge-litert's schema module: {e}") from None
     if not isinstance(int8_tflite, (bytes, bytearray, memoryview)) or len(int8_tflite) < 8:
-        raise BlobError("expected the bytes of an int8 .tflite model")
+        raise BlobError("expected the bytes of an int8 or 16x8 .tflite model")
     buf = bytes(int8_tflite)
     try:
         model = schema.ModelT.InitFromPackedBuf(buf, 0)
@@ -156,10 +168,14 @@ class _Op:
     source: str = ""                  # "CONV_2D #3" for messages
 
 
-def _act_shape(t: _Tensor, what: str) -> tuple[int, int]:
-    """(frames, channels) of an NHWC int8 activation with N = H = 1."""
-    if t.dtype != 9:
-        raise BlobError(f"{what}: tensor {t.name!r} is not int8 (type {t.dtype}); the C kernel is int8 only")
+_TYPE_NAMES = {9: "int8", 7: "int16", 2: "int32", 4: "int64", 0: "float32"}
+
+
+def _act_shape(t: _Tensor, what: str, dtype: int = _TFL_INT8) -> tuple[int, int]:
+    """(frames, channels) of an NHWC activation of TFLite type ``dtype`` with N = H = 1."""
+    if t.dtype != dtype:
+        raise BlobError(f"{what}: tensor {t.name!r} is {_TYPE_NAMES.get(t.dtype, t.dtype)}, expected "
+                        f"{_TYPE_NAMES[dtype]} (the graph's activation type)")
     if len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] != 1 or min(t.shape) < 1:
         raise BlobError(f"{what}: tensor {t.name!r} has shape {list(t.shape)}; expected (1, 1, frames, channels)")
     return t.shape[2], t.shape[3]
@@ -206,7 +222,14 @@ def _strided_slice_range(shape: tuple[int, ...], begin, end, strides, opts) -> l
     return out
 
 
-def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_Op], list[_Tensor], dict[int, int], dict[str, int], dict[str, int]]:
+def _is_pot(scale: float) -> bool:
+    """TFLite's CheckedLog2: a scale within 1e-3 (in log2) of a power of two."""
+    v = math.log2(float(scale))
+    return abs(v - round(v)) < 1e-3
+
+
+def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_Op], list[_Tensor], dict[int, int], dict[str, int], dict[str, int], int]:
+    """The graph as C-kernel ops; also the activation width (8 or 16 bits) read off the input ``x``."""
     if len(model.subgraphs) != 1:
         raise BlobError(f"expected one subgraph, found {len(model.subgraphs)}")
     sg = model.subgraphs[0]
@@ -223,6 +246,25 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
         return {(x.name.decode() if isinstance(x.name, bytes) else x.name): int(x.tensorIndex) for x in items}
 
     sig_in, sig_out = names(sig.inputs), names(sig.outputs)
+    if "x" not in sig_in:
+        raise BlobError(f"signature needs input 'x' (has {sorted(sig_in)})")
+    act_dtype = tensors[sig_in["x"]].dtype
+    bits = {v[0]: k for k, v in ACT_TYPES.items()}.get(act_dtype)
+    if bits is None:
+        raise BlobError(f"input x is {_TYPE_NAMES.get(act_dtype, act_dtype)}; the C kernel runs int8 and 16x8 "
+                        "(int16 activations) graphs")
+    s16 = bits == 16
+    elem = ACT_TYPES[bits][1]
+    tname = _TYPE_NAMES[act_dtype]
+
+    def act(t: _Tensor, what: str) -> tuple[int, int]:
+        return _act_shape(t, what, act_dtype)
+
+    def symmetric(where: str, *ts: _Tensor) -> None:
+        """TFLite's 16x8 kernels require zero point 0 on every int16 tensor."""
+        for t in ts:
+            if s16 and t.qparams()[1] != 0:
+                raise BlobError(f"{where}: int16 tensor {t.name!r} has zero point {t.qparams()[1]}; 16x8 needs 0")
 
     for n, op in enumerate(sg.operators):
         name = _opname(schema, model.operatorCodes[op.opcodeIndex])
@@ -243,16 +285,18 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
             t_in, t_w = tensors[ins[0]], tensors[ins[1]]
             t_b = tensors[ins[2]] if len(ins) == 3 and ins[2] >= 0 else None
             _not_const(t_in, where)
-            w_in, c_in = _act_shape(t_in, where)
-            w_out, c_out = _act_shape(t_out, where)
+            w_in, c_in = act(t_in, where)
+            w_out, c_out = act(t_out, where)
+            symmetric(where, t_in, t_out)
             if o is None or int(o.padding) != schema.Padding.VALID:
                 raise BlobError(f"{where}: only VALID padding is supported")
             fused = _FUSED.get(int(o.fusedActivationFunction))
             if fused is None:
                 raise BlobError(f"{where}: fused activation {int(o.fusedActivationFunction)} is not supported")
-            if getattr(o, "quantizedBiasType", 0) not in (0, schema.TensorType.INT32):
-                raise BlobError(f"{where}: quantized bias type {o.quantizedBiasType} is not supported")
-            if t_w.dtype != 9 or not t_w.is_const or len(t_w.shape) != 4 or t_w.shape[1] != 1:
+            qbt = getattr(o, "quantizedBiasType", 0)
+            if qbt not in ((0, schema.TensorType.INT64) if s16 else (0, schema.TensorType.INT32)):
+                raise BlobError(f"{where}: quantized bias type {qbt} is not supported")
+            if t_w.dtype != _TFL_INT8 or not t_w.is_const or len(t_w.shape) != 4 or t_w.shape[1] != 1:
                 raise BlobError(f"{where}: filter must be a constant int8 (C_out, 1, K, C_in) tensor, got "
                                 f"type {t_w.dtype} shape {list(t_w.shape)}")
             if t_w.shape[0] != c_out or t_w.shape[3] != c_in:
@@ -271,32 +315,46 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
             so, zo = t_out.qparams()
             fscales = np.broadcast_to(t_w.scale, (c_out,))
             mult, shift = ref.conv_multipliers(si, fscales, so)
-            if any(s > 30 or s < -31 for s in shift):
+            # The int64 requantisation (16x8) takes shifts up to 7 only (TFLite common.cc).
+            if any(s > (7 if s16 else 30) or s < -31 for s in shift):
                 raise BlobError(f"{where}: requantisation exponent out of range")
+            bias_dtype = _TFL_INT64 if s16 else _TFL_INT32
             if t_b is not None:
-                if t_b.dtype != 2 or not t_b.is_const or t_b.data.size != c_out:
-                    raise BlobError(f"{where}: bias must be a constant int32 tensor of {c_out} values")
-                bias = t_b.data.astype(np.int32)
+                if t_b.dtype != bias_dtype or not t_b.is_const or t_b.data.size != c_out:
+                    raise BlobError(f"{where}: bias must be a constant {_TYPE_NAMES[bias_dtype]} tensor of {c_out} "
+                                    "values" + (" (LiteRT runs 16x8 convs with int32 bias through another kernel)"
+                                                if s16 else ""))
+                bias = t_b.data.astype(np.int64)
             else:
-                bias = np.zeros(c_out, dtype=np.int32)
-            amin, amax = ref.activation_range(fused, so, zo)
+                bias = np.zeros(c_out, dtype=np.int64)
+            amin, amax = ref.activation_range(fused, so, zo, bits)
             w = t_w.data.astype(np.int8).reshape(c_out, k, c_in)
             wb = w.tobytes()
             wb += b"\0" * (-len(wb) % 4)
-            data = wb + bias.astype("<i4").tobytes() + np.asarray(mult, "<i4").tobytes() + np.asarray(shift, "<i4").tobytes()
+            if s16:
+                # |Σ x·w| <= K·C_in·2^22 and the int64 requantisation needs |acc| < 2^47 (TFLite's stated range).
+                if np.any(np.abs(bias) > BIAS64_LIMIT):
+                    raise BlobError(f"{where}: int64 bias beyond ±2^46 (the exact requantisation range)")
+                bias_bytes = bias.astype("<i8").tobytes()
+            else:
+                bias_bytes = bias.astype("<i4").tobytes()
+            data = wb + bias_bytes + np.asarray(mult, "<i4").tobytes() + np.asarray(shift, "<i4").tobytes()
             ops.append(_Op("CONV", [ins[0]], outs[0], dict(kernel=k, stride=stride, dilation=dil, input_zp=zi,
                                                             output_zp=zo, act_min=amin, act_max=amax,
-                                                            rounding=conv_rounding), data, where))
+                                                            rounding="double_away" if s16 else conv_rounding),
+                           data, where))
 
         elif name == "PRELU":
+            if s16:
+                raise BlobError(f"{where}: PRELU has no int16 kernel in LiteRT; use LEAKY_RELU in a 16x8 graph")
             if len(ins) != 2:
                 raise BlobError(f"{where}: expected input and alpha")
             t_in, t_a = tensors[ins[0]], tensors[ins[1]]
             _not_const(t_in, where)
             f_in, c = _flat_shape(t_in)
-            if _flat_shape(t_out) != (f_in, c) or t_out.dtype != 9 or t_in.dtype != 9:
+            if _flat_shape(t_out) != (f_in, c) or t_out.dtype != _TFL_INT8 or t_in.dtype != _TFL_INT8:
                 raise BlobError(f"{where}: int8 input and output of equal shape required")
-            if t_a.dtype != 9 or not t_a.is_const:
+            if t_a.dtype != _TFL_INT8 or not t_a.is_const:
                 raise BlobError(f"{where}: alpha must be a constant int8 tensor")
             if t_a.data.size not in (1, c) or (t_a.data.size == c and c > 1 and (not t_a.shape or t_a.shape[-1] != c)):
                 raise BlobError(f"{where}: alpha of shape {list(t_a.shape)} does not broadcast per channel over {c} channels")
@@ -310,25 +368,33 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
                            t_a.data.astype(np.int8).tobytes(), where))
 
         elif name == "LEAKY_RELU":
-            # LiteRT's int8 LEAKY_RELU is PRELU's arithmetic with the slope folded into the negative
-            # multiplier (LeakyReluPrepare: float32 s_in·alpha / s_out, QuantizeMultiplier; the
-            # reference kernel's MultiplyByQuantizedMultiplier): a PRELU op with one alpha code of 1.
+            # LiteRT's LEAKY_RELU: two multipliers (LeakyReluPrepare: float32 s_in / s_out and
+            # s_in·alpha / s_out, QuantizeMultiplier) applied by the reference kernel's
+            # MultiplyByQuantizedMultiplier. int8: a PRELU op with one alpha code of 1 (the slope in the
+            # negative multiplier), run through lookup tables; int16: its own op.
             if len(ins) != 1:
                 raise BlobError(f"{where}: expected one input")
             t_in = tensors[ins[0]]
             _not_const(t_in, where)
             f_in, c = _flat_shape(t_in)
-            if _flat_shape(t_out) != (f_in, c) or t_out.dtype != 9 or t_in.dtype != 9:
-                raise BlobError(f"{where}: int8 input and output of equal shape required")
+            if _flat_shape(t_out) != (f_in, c) or t_out.dtype != act_dtype or t_in.dtype != act_dtype:
+                raise BlobError(f"{where}: {tname} input and output of equal shape required")
+            symmetric(where, t_in, t_out)
             alpha = float(getattr(o, "alpha", float("nan")))
             if not alpha >= 0:
                 raise BlobError(f"{where}: negative slope {alpha} is not supported")
             si, zi = t_in.qparams()
             so, zo = t_out.qparams()
             m1, s1, m2, s2 = ref.prelu_multipliers(si, alpha, so)
-            ops.append(_Op("PRELU", [ins[0]], outs[0], dict(input_zp=zi, alpha_zp=0, output_zp=zo, multiplier_pos=m1,
-                                                             shift_pos=s1, multiplier_neg=m2, shift_neg=s2, alpha_count=1),
-                           np.ones(1, np.int8).tobytes(), where))
+            if s16:
+                ops.append(_Op("LEAKY_RELU", [ins[0]], outs[0], dict(input_zp=0, output_zp=0, multiplier_identity=m1,
+                                                                      shift_identity=s1, multiplier_alpha=m2,
+                                                                      shift_alpha=s2), b"", where))
+            else:
+                ops.append(_Op("PRELU", [ins[0]], outs[0], dict(input_zp=zi, alpha_zp=0, output_zp=zo, multiplier_pos=m1,
+                                                                 shift_pos=s1, multiplier_neg=m2, shift_neg=s2,
+                                                                 alpha_count=1),
+                               np.ones(1, np.int8).tobytes(), where))
 
         elif name == "ADD":
             if len(ins) != 2:
@@ -338,18 +404,23 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
             _not_const(t2, where)
             if t1.shape != t2.shape or _flat_shape(t1) != _flat_shape(t_out):
                 raise BlobError(f"{where}: broadcasting ADD ({list(t1.shape)} + {list(t2.shape)}) is not supported")
-            if not (t1.dtype == t2.dtype == t_out.dtype == 9):
-                raise BlobError(f"{where}: int8 operands required")
+            if not (t1.dtype == t2.dtype == t_out.dtype == act_dtype):
+                raise BlobError(f"{where}: {tname} operands required")
+            symmetric(where, t1, t2, t_out)
             fused = _FUSED.get(int(o.fusedActivationFunction)) if o is not None else "NONE"
             if fused is None:
                 raise BlobError(f"{where}: fused activation {int(o.fusedActivationFunction)} is not supported")
             s1, z1 = t1.qparams()
             s2, z2 = t2.qparams()
             so, zo = t_out.qparams()
-            m1, e1, m2, e2, mo, eo = ref.add_multipliers(s1, s2, so, _ADD_LEFT_SHIFT)
-            amin, amax = ref.activation_range(fused, so, zo)
+            if s16 and o is not None and getattr(o, "potScaleInt16", False) and all(_is_pot(v) for v in (s1, s2, so)):
+                raise BlobError(f"{where}: int16 ADD with pot_scale_int16 and power-of-two scales takes TFLite's "
+                                "shift-only kernel, which the C kernel does not implement")
+            ls = _ADD_LEFT_SHIFT_S16 if s16 else _ADD_LEFT_SHIFT
+            m1, e1, m2, e2, mo, eo = ref.add_multipliers(s1, s2, so, ls)
+            amin, amax = ref.activation_range(fused, so, zo, bits)
             ops.append(_Op("ADD", [ins[0], ins[1]], outs[0], dict(input1_zp=z1, input2_zp=z2, output_zp=zo,
-                                                                  left_shift=_ADD_LEFT_SHIFT, multiplier1=m1, shift1=e1,
+                                                                  left_shift=ls, multiplier1=m1, shift1=e1,
                                                                   multiplier2=m2, shift2=e2, multiplier_out=mo,
                                                                   shift_out=eo, act_min=amin, act_max=amax,
                                                                   mode=add_mode),
@@ -365,12 +436,12 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
                 raise BlobError(f"{where}: fused activation on CONCATENATION is not supported")
             if not 1 <= len(ins) <= MAX_OP_INPUTS:
                 raise BlobError(f"{where}: {len(ins)} inputs; at most {MAX_OP_INPUTS} supported")
-            f_out, c_out = _act_shape(t_out, where)
+            f_out, c_out = act(t_out, where)
             total = 0
             for i in ins:
                 ti = tensors[i]
                 _not_const(ti, where)
-                f, c = _act_shape(ti, where)
+                f, c = act(ti, where)
                 if c != c_out:
                     raise BlobError(f"{where}: operand {ti.name!r} has {c} channels, output {c_out}")
                 _same_quant(ti, t_out, where)
@@ -389,28 +460,29 @@ def _build_ir(schema, model, conv_rounding: str, add_mode: str) -> tuple[list[_O
             b, e, s = (tensors[i] for i in ins[1:])
             if not (b.is_const and e.is_const and s.is_const):
                 raise BlobError(f"{where}: begin/end/strides must be constants")
-            f_in, c_in = _act_shape(t_in, where)
+            f_in, c_in = act(t_in, where)
             rng = _strided_slice_range(t_in.shape, b.data, e.data, s.data, o)
             if rng[0] != (0, 1) or rng[1] != (0, 1) or rng[3] != (0, c_in):
                 raise BlobError(f"{where}: only slices along time (axis 2) over whole frames are supported, got {rng}")
             start, stop = rng[2]
-            f_out, c_out = _act_shape(t_out, where)
+            f_out, c_out = act(t_out, where)
             if (f_out, c_out) != (stop - start, c_in) or f_out < 1:
                 raise BlobError(f"{where}: output shape {list(t_out.shape)} does not match slice {rng}")
             _same_quant(t_in, t_out, where)
-            ops.append(_Op("COPY", [ins[0]], outs[0], dict(src_offset=start * c_in, bytes=f_out * c_in), b"", where))
+            ops.append(_Op("COPY", [ins[0]], outs[0], dict(src_offset=start * c_in * elem, bytes=f_out * c_in * elem),
+                           b"", where))
 
         elif name == "RESHAPE":
             t_in = tensors[ins[0]]
             _not_const(t_in, where)
-            if t_in.dtype != 9 or t_out.dtype != 9:
-                raise BlobError(f"{where}: int8 tensors required")
+            if t_in.dtype != act_dtype or t_out.dtype != act_dtype:
+                raise BlobError(f"{where}: {tname} tensors required")
             if int(np.prod(t_in.shape)) != int(np.prod(t_out.shape)):
                 raise BlobError(f"{where}: element counts differ")
             _same_quant(t_in, t_out, where)
             alias[outs[0]] = alias.get(ins[0], ins[0])
 
-    return ops, tensors, alias, sig_in, sig_out
+    return ops, tensors, alias, sig_in, sig_out, bits
 
 
 # =============================================================================== planning
@@ -420,7 +492,8 @@ def _readers(ops: list[_Op | None], t: int, root) -> list[int]:
 
 
 def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in: dict[str, int],
-          sig_out: dict[str, int]) -> dict[str, Any]:
+          sig_out: dict[str, int], bits: int = 8) -> dict[str, Any]:
+    dtype, elem = ACT_TYPES[bits]
     if "x" not in sig_in or "y" not in sig_out:
         raise BlobError(f"signature needs input 'x' and output 'y' (has {sorted(sig_in)} → {sorted(sig_out)})")
     n_states = len([k for k in sig_in if k.startswith("state_in_")])
@@ -434,8 +507,8 @@ def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in:
         return alias.get(t, t)
 
     x, y = sig_in["x"], sig_out["y"]
-    fx, cx = _act_shape(tensors[x], "input x")
-    fy, cy = _act_shape(tensors[y], "output y")
+    fx, cx = _act_shape(tensors[x], "input x", dtype)
+    fy, cy = _act_shape(tensors[y], "output y", dtype)
     if cx != 1 or cy != 1 or fx != fy:
         raise BlobError(f"x {list(tensors[x].shape)} and y {list(tensors[y].shape)} must both be (1, 1, block, 1)")
     producers = {op.output: i for i, op in enumerate(ops)}
@@ -445,7 +518,7 @@ def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in:
     state_in = [sig_in[f"state_in_{k:02d}"] for k in range(n_states)]
     state_out = [sig_out[f"state_out_{k:02d}"] for k in range(n_states)]
     for si, so in zip(state_in, state_out):
-        fi, ci = _act_shape(tensors[si], "state input")
+        fi, ci = _act_shape(tensors[si], "state input", dtype)
         if _flat_shape(tensors[so]) != (fi, ci):
             raise BlobError(f"state {tensors[si].name!r} {list(tensors[si].shape)} and its output "
                             f"{tensors[so].name!r} {list(tensors[so].shape)} differ in shape")
@@ -467,7 +540,7 @@ def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in:
                 ops[p] = None  # type: ignore[call-overload]
         else:
             f, c = _flat_shape(tensors[si])
-            tail.append(_Op("COPY", [so], si, dict(src_offset=0, bytes=f * c), b"", "state feedback"))
+            tail.append(_Op("COPY", [so], si, dict(src_offset=0, bytes=f * c * elem), b"", "state feedback"))
     ops = [op for op in ops if op is not None] + tail
 
     # Tensors used, renumbered: x, y, then in order of appearance.
@@ -486,7 +559,7 @@ def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in:
 
     def nbytes(t: int) -> int:
         f, c = _flat_shape(tensors[t])
-        return f * c
+        return f * c * elem
 
     # Lifetimes of scratch buffers (roots), in schedule positions; x defined at -1, y kept to the end.
     n = len(ops)
@@ -519,7 +592,7 @@ def _plan(ops: list[_Op], tensors: list[_Tensor], alias: dict[int, int], sig_in:
     b_start = dict(start)
     b_end = dict(end)
     for i, op in enumerate(ops):
-        if op.kind not in ("PRELU", "ADD"):
+        if op.kind not in ("PRELU", "ADD", "LEAKY_RELU"):
             continue
         ro = root(op.output)
         if ro in state_set or buf_of[ro] != ro or len(members[ro]) != 1:
@@ -590,6 +663,9 @@ def _op_words(op: _Op, index: dict[int, int], data_offset: int) -> list[int]:
         words += [p["input1_zp"], p["input2_zp"], p["output_zp"], p["left_shift"], p["multiplier1"], p["shift1"],
                   p["multiplier2"], p["shift2"], p["multiplier_out"], p["shift_out"], p["act_min"], p["act_max"],
                   ref.ADD_MODES[p["mode"]]]
+    elif op.kind == "LEAKY_RELU":
+        words += [p["input_zp"], p["output_zp"], p["multiplier_identity"], p["shift_identity"], p["multiplier_alpha"],
+                  p["shift_alpha"]]
     elif op.kind == "COPY":
         words += [p["src_offset"], p["bytes"]]
     words += [0] * (OP_WORDS - len(words))
@@ -600,18 +676,22 @@ def _pack_words(words: list[int]) -> bytes:
     return b"".join(struct.pack("<I", w & 0xFFFFFFFF) for w in words)
 
 
-def tflite_to_blob(int8_tflite: bytes, *, target: str = "litert-x86") -> bytes:
+def tflite_to_blob(tflite_bytes: bytes, *, target: str = "litert-x86") -> bytes:
     """The C-kernel blob of a full-integer step graph (``serving_default``: ``x``, ``state_in_NN`` → ``y``, ``state_out_NN``).
 
-    ``target`` names the LiteRT build whose arithmetic the blob reproduces bit for bit (:data:`TARGETS`).
-    Raises :class:`BlobError` naming the op for anything the kernel cannot compute exactly.
+    The activation type is read off the graph: int8 (full-integer int8) or int16 (16x8: int16
+    activations with zero point 0, int8 weights, int64 bias); the blob header records it.
+    ``target`` names the LiteRT build whose arithmetic the blob reproduces bit for bit (:data:`TARGETS`;
+    in a 16x8 graph only ADD differs between them: LiteRT's CONV_2D with int64 bias and its int16
+    LEAKY_RELU are the reference kernels on every build). Raises :class:`BlobError` naming the op for
+    anything the kernel cannot compute exactly.
     """
     if target not in TARGETS:
         raise BlobError(f"target {target!r}; expected one of {sorted(TARGETS)}")
     conv_rounding, add_mode = TARGETS[target]
-    schema, model = _load(int8_tflite)
-    ops, tensors, alias, sig_in, sig_out = _build_ir(schema, model, conv_rounding, add_mode)
-    plan = _plan(ops, tensors, alias, sig_in, sig_out)
+    schema, model = _load(tflite_bytes)
+    ops, tensors, alias, sig_in, sig_out, bits = _build_ir(schema, model, conv_rounding, add_mode)
+    plan = _plan(ops, tensors, alias, sig_in, sig_out, bits)
     ops = plan["ops"]
     records = plan["tensor_records"]
 
@@ -630,7 +710,7 @@ def tflite_to_blob(int8_tflite: bytes, *, target: str = "litert-x86") -> bytes:
         raise BlobError("model too large for the blob format (4 GiB)")
     header = MAGIC + struct.pack("<15I", FORMAT_VERSION, HEADER_BYTES, total, len(records), len(ops), tensor_table,
                                  op_table, data_offset, len(data), plan["block"], plan["x"], plan["y"],
-                                 plan["state_bytes"], plan["scratch_bytes"], 0)
+                                 plan["state_bytes"], plan["scratch_bytes"], bits)
     tbl = b"".join(struct.pack("<IIIIif8x", *r) for r in records)
     body = header + tbl + b"".join(op_blobs) + bytes(data)
     assert len(body) == total - 4
@@ -647,10 +727,11 @@ class BlobTensor:
     channels: int
     zero_point: int
     scale: float
+    elem_bytes: int = 1       # 1 (int8) or 2 (int16), the blob's activation type
 
     @property
     def bytes(self) -> int:
-        return self.frames * self.channels
+        return self.frames * self.channels * self.elem_bytes
 
     @property
     def is_state(self) -> bool:
@@ -683,6 +764,7 @@ class BlobModel:
     data_bytes: int
     blob_bytes: int
     crc32: int
+    act_bits: int = 8         # activation type: 8 (int8) or 16 (16x8)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def state_tensors(self) -> list[BlobTensor]:
@@ -691,10 +773,13 @@ class BlobModel:
     @property
     def param_bytes(self) -> int:
         """Arena bytes of the set-up tables (csrc/common/hx_blob.c): CONV 12 x C_out, ADD 2 x 256 int32,
-        PRELU one byte per channel (4-aligned) + 256 bytes per distinct alpha value."""
+        PRELU one byte per channel (4-aligned) + 256 bytes per distinct alpha value; in a 16x8 blob CONV
+        16 x C_out (int64 bias, reduced multiplier, shift) and nothing else."""
         total = 0
         for op in self.ops:
-            if op.kind == "CONV":
+            if self.act_bits == 16:
+                total += 16 * self.tensors[op.output].channels if op.kind == "CONV" else 0
+            elif op.kind == "CONV":
                 total += 12 * self.tensors[op.output].channels
             elif op.kind == "ADD":
                 total += ADD_TABLE_BYTES
@@ -718,9 +803,12 @@ def parse_blob(blob: bytes) -> BlobModel:
     if b[:4] != MAGIC:
         raise BlobError(f"bad magic {b[:4]!r}; not an hx kernel blob")
     h = struct.unpack_from("<15I", b, 4)
-    (version, header_bytes, total, n_t, n_o, t_tab, o_tab, d_off, d_len, block, x, y, st_b, sc_b, flags) = h
+    (version, header_bytes, total, n_t, n_o, t_tab, o_tab, d_off, d_len, block, x, y, st_b, sc_b, bits) = h
     if version != FORMAT_VERSION:
         raise BlobError(f"blob format version {version}; this toolchain reads {FORMAT_VERSION}")
+    if bits not in ACT_TYPES:
+        raise BlobError(f"blob activation type {bits} bits; expected one of {sorted(ACT_TYPES)}")
+    elem = ACT_TYPES[bits][1]
     if total > len(b):
         raise BlobError(f"blob truncated: header says {total} bytes, have {len(b)}")
     if header_bytes != HEADER_BYTES or total < HEADER_BYTES + 4:
@@ -733,7 +821,7 @@ def parse_blob(blob: bytes) -> BlobModel:
     tensors = []
     for i in range(n_t):
         region, off, f, c, z, s = struct.unpack_from("<IIIIif", b, t_tab + i * TENSOR_BYTES)
-        tensors.append(BlobTensor(i, region, off, f, c, z, float(s)))
+        tensors.append(BlobTensor(i, region, off, f, c, z, float(s), elem))
     ops = []
     for i in range(n_o):
         w = struct.unpack_from(f"<{OP_WORDS}i", b, o_tab + i * OP_BYTES)
@@ -759,8 +847,14 @@ def parse_blob(blob: bytes) -> BlobModel:
             wb = c_out * k * c_in
             op.weights = np.frombuffer(data[:wb], dtype=np.int8).reshape(c_out, k, c_in)
             a = -(-wb // 4) * 4
-            arr = np.frombuffer(data[a:a + 12 * c_out], dtype="<i4").astype(np.int64)
-            op.bias, op.multiplier, op.shift = arr[:c_out], arr[c_out:2 * c_out], arr[2 * c_out:]
+            if bits == 16:
+                op.bias = np.frombuffer(data[a:a + 8 * c_out], dtype="<i8").astype(np.int64)
+                a += 8 * c_out
+            else:
+                op.bias = np.frombuffer(data[a:a + 4 * c_out], dtype="<i4").astype(np.int64)
+                a += 4 * c_out
+            arr = np.frombuffer(data[a:a + 8 * c_out], dtype="<i4").astype(np.int64)
+            op.multiplier, op.shift = arr[:c_out], arr[c_out:]
         elif kind == "PRELU":
             names = ("input_zp", "alpha_zp", "output_zp", "multiplier_pos", "shift_pos", "multiplier_neg", "shift_neg",
                      "alpha_count")
@@ -771,10 +865,13 @@ def parse_blob(blob: bytes) -> BlobModel:
                      "shift2", "multiplier_out", "shift_out", "act_min", "act_max", "mode")
             op.params = dict(zip(names, P[:13]))
             op.params["mode"] = {v: k for k, v in ref.ADD_MODES.items()}[op.params["mode"]]
+        elif kind == "LEAKY_RELU":
+            names = ("input_zp", "output_zp", "multiplier_identity", "shift_identity", "multiplier_alpha", "shift_alpha")
+            op.params = dict(zip(names, P[:6]))
         elif kind == "COPY":
             op.params = dict(src_offset=P[0], bytes=P[1])
         ops.append(op)
-    return BlobModel(version, block, x, y, st_b, sc_b, tensors, ops, d_len, total, crc)
+    return BlobModel(version, block, x, y, st_b, sc_b, tensors, ops, d_len, total, crc, bits)
 
 
 def describe_blob(blob: bytes) -> dict[str, Any]:
@@ -789,9 +886,17 @@ def describe_blob(blob: bytes) -> dict[str, Any]:
     tin, tout = m.tensors[m.input_tensor], m.tensors[m.output_tensor]
     rounding = sorted({op.params["rounding"] for op in m.ops if op.kind == "CONV"})
     add_modes = sorted({op.params["mode"] for op in m.ops if op.kind == "ADD"})
-    target = [t for t, (c, a) in TARGETS.items() if [c] == rounding and [a] == add_modes]
+    if m.act_bits == 16:
+        # One CONV arithmetic on every LiteRT build, and the same ADD on x86 and ARM: a 16x8 blob is
+        # either "litert" (any LiteRT build) or "tflite-reference".
+        rounding = []
+        target = {(): ["litert"], ("vector16",): ["litert"], ("reference",): ["tflite-reference"]}.get(tuple(add_modes), [])
+    else:
+        target = [t for t, (c, a) in TARGETS.items() if [c] == rounding and [a] == add_modes]
     return {
         "format_version": m.version,
+        "act_bits": m.act_bits,
+        "act_dtype": "int16" if m.act_bits == 16 else "int8",
         "blob_bytes": m.blob_bytes,
         "crc32": f"{m.crc32:08x}",
         "block": m.block,

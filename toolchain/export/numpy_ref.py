@@ -249,6 +249,93 @@ def slice_s8(x: np.ndarray, begin: int, frames: int) -> np.ndarray:
     return x[begin:begin + frames].copy()
 
 
+# ------------------------------------------------------------------------ 16x8 kernels
+# TFLite's 16x8 scheme: int16 activations with zero point 0, int8 per-channel weights, int64 bias.
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
+
+
+def _clamp_s16(x, lo: int = INT16_MIN, hi: int = INT16_MAX) -> np.ndarray:
+    return np.clip(_i64(x), lo, hi).astype(np.int16)
+
+
+def reduced_multiplier(multiplier) -> np.ndarray:
+    """TFLite's 16-bit form of a multiplier for int64 accumulators: ``(m + 2^15) >> 16``, at most 0x7FFF."""
+    m = _i64(multiplier)
+    return np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+
+
+def requantize64(x, multiplier, shift) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int64 x, m, shift)`` (common.cc, double-rounding build).
+
+    One rounding, ties up: ``(x · rm + 2^(14 - shift)) >> (15 - shift)`` with the reduced multiplier
+    ``rm`` (:func:`reduced_multiplier`), the result wrapped to int32 as the C++ cast does. ``shift``
+    must be in [-31, 7] and ``|x| < 2^47`` (TFLite's stated input range; the blob writer checks it).
+    """
+    x, rm, s = np.broadcast_arrays(_i64(x), reduced_multiplier(multiplier), _i64(shift))
+    total = 15 - s
+    return _wrap32((x * rm + (np.int64(1) << (total - 1))) >> total)
+
+
+def conv_s16(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, multiplier: np.ndarray, shift: np.ndarray, *,
+             stride: int = 1, dilation: int = 1, act_min: int = INT16_MIN, act_max: int = INT16_MAX) -> np.ndarray:
+    """16x8 1-D VALID convolution (TFLite reference_integer_ops::ConvPerChannel, int16 input, int64 bias).
+
+    ``x (W_in, C_in)`` int16 with zero point 0, ``w (C_out, K, C_in)`` int8, ``bias`` int64: the int64
+    accumulator ``bias[o] + Σ x · w`` is requantised by :func:`requantize64`, then clamped to
+    ``[act_min, act_max]`` (the output zero point is 0).
+    """
+    x = _i64(x)
+    w = _i64(w)
+    c_out, k, c_in = w.shape
+    if x.shape[1] != c_in:
+        raise ValueError(f"input has {x.shape[1]} channels, weights expect {c_in}")
+    w_out = conv_out_frames(x.shape[0], k, stride, dilation)
+    acc = np.zeros((w_out, c_out), dtype=np.int64)
+    for j in range(k):
+        taps = x[j * dilation: j * dilation + (w_out - 1) * stride + 1: stride]
+        acc += taps @ w[:, j, :].T
+    if bias is not None:
+        acc += _i64(bias)[None, :]
+    y = requantize64(acc, _i64(multiplier)[None, :], _i64(shift)[None, :])
+    return _clamp_s16(y, act_min, act_max)
+
+
+def leaky_relu_s16(x: np.ndarray, *, multiplier_identity: int, shift_identity: int, multiplier_alpha: int,
+                   shift_alpha: int) -> np.ndarray:
+    """TFLite int16 LEAKY_RELU (reference_ops::QuantizeLeakyRelu): ``x >= 0`` scaled by the identity
+    multiplier, ``x < 0`` by the alpha one (slope folded in), double rounding, clamped to int16."""
+    x = _i64(x)
+    pos = requantize(x, multiplier_identity, shift_identity, "double_away")
+    neg = requantize(x, multiplier_alpha, shift_alpha, "double_away")
+    return _clamp_s16(np.where(x >= 0, pos, neg))
+
+
+def add_s16(a: np.ndarray, b: np.ndarray, *, left_shift: int, multiplier1: int, shift1: int, multiplier2: int,
+            shift2: int, multiplier_out: int, shift_out: int, act_min: int = INT16_MIN, act_max: int = INT16_MAX,
+            mode: str = "vector16") -> np.ndarray:
+    """TFLite int16 ADD, general-scale path (``left_shift`` = 15, zero points 0), equal shapes, flat order.
+
+    ``mode="reference"``: every element ``rdbpot(srdhm(q << left_shift, m), -shift)`` per operand.
+    ``mode="vector16"``: LiteRT's ``AddElementwiseInt16`` NEON body (also x86 through NEON_2_SSE) on
+    whole 16-element chunks rounds each operand once, ``srdhm(q << (left_shift + shift), m)`` (a
+    negative count shifts right, flooring); the ``n % 16`` tail is the reference. Both then scale the
+    sum by the output multiplier (double rounding) and clamp in int32, so nothing wraps through int16.
+    """
+    a, b = _i64(a).reshape(-1), _i64(b).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"ADD operands differ in shape: {a.shape} vs {b.shape}")
+    if mode not in ADD_MODES:
+        raise ValueError(f"unknown ADD mode {mode!r}; expected one of {sorted(ADD_MODES)}")
+    sa = requantize(_shift_left32(a, left_shift), multiplier1, shift1, "double_away")
+    sb = requantize(_shift_left32(b, left_shift), multiplier2, shift2, "double_away")
+    n16 = a.size // 16 * 16 if mode == "vector16" else 0
+    if n16:
+        sa[:n16] = saturating_rounding_doubling_high_mul(_shift_signed(a[:n16], left_shift + shift1), multiplier1)
+        sb[:n16] = saturating_rounding_doubling_high_mul(_shift_signed(b[:n16], left_shift + shift2), multiplier2)
+    out = requantize(_wrap32(sa + sb), multiplier_out, shift_out, "double_away")
+    return _clamp_s16(out, act_min, act_max)
+
+
 # --------------------------------------------------------------------- quantisation maths
 def conv_multipliers(input_scale: float, filter_scales: Sequence[float], output_scale: float) -> tuple[list[int], list[int]]:
     """Per-channel ``(m, e)`` as TFLite's PopulateConvolutionQuantizationParams (double maths)."""
@@ -286,20 +373,22 @@ def add_multipliers(input1_scale: float, input2_scale: float, output_scale: floa
     return m1, e1, m2, e2, mo, eo
 
 
-def activation_range(fused: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """TFLite CalculateActivationRangeQuantized for int8 (``fused`` ∈ NONE, RELU, RELU6, RELU_N1_TO_1)."""
+def activation_range(fused: str, scale: float, zero_point: int, bits: int = 8) -> tuple[int, int]:
+    """TFLite CalculateActivationRangeQuantized for int8 / int16 (``fused`` ∈ NONE, RELU, RELU6, RELU_N1_TO_1)."""
+    lo_t, hi_t = (-128, 127) if bits == 8 else (INT16_MIN, INT16_MAX)
+
     def q(v: float) -> int:
         t = np.float32(v) / np.float32(scale)
         return int(zero_point) + int(_round_half_away(float(t)))
 
     if fused == "NONE":
-        return -128, 127
+        return lo_t, hi_t
     if fused == "RELU":
-        return max(-128, q(0.0)), 127
+        return max(lo_t, q(0.0)), hi_t
     if fused == "RELU6":
-        return max(-128, q(0.0)), min(127, q(6.0))
+        return max(lo_t, q(0.0)), min(hi_t, q(6.0))
     if fused == "RELU_N1_TO_1":
-        return max(-128, q(-1.0)), min(127, q(1.0))
+        return max(lo_t, q(-1.0)), min(hi_t, q(1.0))
     raise ValueError(f"unsupported fused activation {fused!r}")
 
 
@@ -318,14 +407,15 @@ class BlobRunner:
 
         self.model = parse_blob(blob)
         self.block = self.model.block
-        self.state = np.zeros(self.model.state_bytes, dtype=np.int8)
-        self.scratch = np.zeros(self.model.scratch_bytes, dtype=np.int8)
+        self.dtype = np.dtype(np.int16 if self.model.act_bits == 16 else np.int8)
+        self.state = np.zeros(self.model.state_bytes, dtype=np.uint8)
+        self.scratch = np.zeros(self.model.scratch_bytes, dtype=np.uint8)
         self.reset()
 
     def reset(self) -> None:
         self.state[:] = 0
         for t in self.model.state_tensors():
-            self.state[t.offset:t.offset + t.bytes] = t.zero_point
+            self.state[t.offset:t.offset + t.bytes].view(self.dtype)[:] = t.zero_point
 
     def get_state(self) -> bytes:
         return self.state.tobytes()
@@ -333,21 +423,33 @@ class BlobRunner:
     def set_state(self, data: bytes) -> None:
         if len(data) != self.state.size:
             raise ValueError(f"state is {self.state.size} bytes, got {len(data)}")
-        self.state[:] = np.frombuffer(data, dtype=np.int8)
+        self.state[:] = np.frombuffer(data, dtype=np.uint8)
 
     def _view(self, index: int) -> np.ndarray:
+        """Tensor ``index`` as a (frames, channels) int8 / int16 view into its region (little-endian host)."""
         t = self.model.tensors[index]
         region = self.state if t.is_state else self.scratch
-        return region[t.offset:t.offset + t.bytes].reshape(t.frames, t.channels)
+        return region[t.offset:t.offset + t.bytes].view(self.dtype).reshape(t.frames, t.channels)
 
     def step(self, x_q: np.ndarray) -> np.ndarray:
         m = self.model
-        self._view(m.input_tensor)[:] = np.asarray(x_q, dtype=np.int8).reshape(-1, 1)
+        self._view(m.input_tensor)[:] = np.asarray(x_q, dtype=self.dtype).reshape(-1, 1)
         for op in m.ops:
             ins = [self._view(i).copy() for i in op.inputs]
             out = self._view(op.output)
             p = op.params
-            if op.kind == "CONV":
+            if op.kind == "CONV" and m.act_bits == 16:
+                y = conv_s16(ins[0], op.weights, op.bias, op.multiplier, op.shift, stride=p["stride"],
+                             dilation=p["dilation"], act_min=p["act_min"], act_max=p["act_max"])
+            elif op.kind == "LEAKY_RELU":
+                y = leaky_relu_s16(ins[0], **{k: p[k] for k in ("multiplier_identity", "shift_identity",
+                                                                "multiplier_alpha", "shift_alpha")})
+            elif op.kind == "ADD" and m.act_bits == 16:
+                y = add_s16(ins[0].reshape(-1), ins[1].reshape(-1), left_shift=p["left_shift"],
+                            multiplier1=p["multiplier1"], shift1=p["shift1"], multiplier2=p["multiplier2"],
+                            shift2=p["shift2"], multiplier_out=p["multiplier_out"], shift_out=p["shift_out"],
+                            act_min=p["act_min"], act_max=p["act_max"], mode=p["mode"])
+            elif op.kind == "CONV":
                 y = conv_s8(ins[0], op.weights, op.bias, op.multiplier, op.shift, stride=p["stride"],
                             dilation=p["dilation"], input_zp=p["input_zp"], output_zp=p["output_zp"],
                             act_min=p["act_min"], act_max=p["act_max"], rounding=p["rounding"])
@@ -362,30 +464,32 @@ class BlobRunner:
                            multiplier_out=p["multiplier_out"], shift_out=p["shift_out"],
                            act_min=p["act_min"], act_max=p["act_max"], mode=p["mode"])
             elif op.kind == "CONCAT":
-                y = concat_s8([v.reshape(-1, out.shape[1]) for v in ins])
+                y = np.concatenate([v.reshape(-1, out.shape[1]) for v in ins], axis=0)
             elif op.kind == "COPY":
-                y = ins[0].reshape(-1)[p["src_offset"]:p["src_offset"] + p["bytes"]]
+                e = self.dtype.itemsize
+                y = ins[0].reshape(-1)[p["src_offset"] // e:(p["src_offset"] + p["bytes"]) // e]
             else:  # pragma: no cover - parse_blob refuses unknown kinds
                 raise ValueError(f"unknown op kind {op.kind}")
-            out[:] = np.asarray(y, dtype=np.int8).reshape(out.shape)
+            out[:] = np.asarray(y, dtype=self.dtype).reshape(out.shape)
         return self._view(m.output_tensor).reshape(-1).copy()
 
     def process(self, x_q: np.ndarray) -> np.ndarray:
-        x_q = np.asarray(x_q, dtype=np.int8).reshape(-1)
+        x_q = np.asarray(x_q, dtype=self.dtype).reshape(-1)
         if x_q.size % self.block:
             raise ValueError(f"{x_q.size} samples is not a multiple of the block {self.block}")
         out = [self.step(x_q[i:i + self.block]) for i in range(0, x_q.size, self.block)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+        return np.concatenate(out) if out else np.zeros(0, dtype=self.dtype)
 
 
 def run_blob(blob: bytes, x_q: np.ndarray) -> np.ndarray:
-    """Stream ``x_q`` (int8, a multiple of the block) through a fresh model: output int8."""
+    """Stream ``x_q`` (int8 or int16 as the blob's activation type, a multiple of the block) through a fresh model."""
     return BlobRunner(blob).process(x_q)
 
 
 __all__ = [
-    "ADD_MODES", "ROUNDING_MODES", "BlobRunner", "activation_range", "add_multipliers", "add_s8", "concat_s8", "conv_multipliers",
-    "conv_out_frames", "conv_s8", "prelu_multipliers", "prelu_s8", "quantize_multiplier",
+    "ADD_MODES", "ROUNDING_MODES", "BlobRunner", "activation_range", "add_multipliers", "add_s8", "add_s16", "concat_s8",
+    "conv_multipliers", "conv_out_frames", "conv_s8", "conv_s16", "leaky_relu_s16", "prelu_multipliers", "prelu_s8",
+    "quantize_multiplier", "reduced_multiplier", "requantize64",
     "quantize_multiplier_smaller_than_one", "requantize", "rounding_divide_by_pot",
     "saturating_rounding_doubling_high_mul", "run_blob", "slice_s8",
 ]

@@ -128,7 +128,8 @@ def seed_corpus(blob: bytes, out_dir: Path) -> dict[str, Path]:
         "half": b"\x01" + blob[: len(blob) // 2],
     }
     for name, off, val in (("n_ops_max", 20, 0xFFFF), ("state_huge", 52, 0x3FFFFFFF), ("block_2", 40, 2),
-                           ("flags_set", 60, 1), ("tensor0_frames", 64 + 8, 0x01000000)):
+                           ("act_bits_other", 60, 24 - struct.unpack_from("<I", blob, 60)[0] if len(blob) >= 64 else 1),
+                           ("tensor0_frames", 64 + 8, 0x01000000)):
         b = bytearray(blob)
         struct.pack_into("<I", b, off, val)
         seeds[name] = b"\x01" + recrc(bytes(b))

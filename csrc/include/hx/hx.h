@@ -1,9 +1,11 @@
 /*
- * hx.h - the public API of the hx int8 streaming kernel (C99).
+ * hx.h - the public API of the hx streaming kernel (C99), int8 and 16x8 models.
  *
  * A model is a blob written by toolchain/export/ckernel.py (tflite_to_blob): the op schedule,
- * tensor placement and weights of an int8 TFLite step graph y, state' = f(x, state). The kernel
- * computes exactly what the LiteRT int8 interpreter computes for that graph (see hx_rounding).
+ * tensor placement and weights of an int8 or 16x8 (int16 activations, int8 weights) TFLite step
+ * graph y, state' = f(x, state). The kernel computes exactly what the LiteRT interpreter's built-in
+ * kernels compute for that graph (see hx_rounding). int8 models stream with hx_model_process,
+ * 16x8 models with hx_model_process_s16 (hx_model_act_bits tells which).
  *
  * Memory: the caller owns everything. Ask hx_model_state_size for the arena size, hand an arena
  * of at least that many bytes (any alignment) to hx_model_init, keep the blob and the arena alive
@@ -49,6 +51,13 @@ hx_status hx_model_init(hx_model *model, const uint8_t *blob, size_t blob_len, v
  * n == 0 is a no-op. Returns HX_E_BAD_LENGTH (nothing processed) if n % block != 0. */
 hx_status hx_model_process(hx_model *model, const int8_t *in_q, int8_t *out_q, size_t n);
 
+/* hx_model_process for a 16x8 model: int16 samples in and out (any alignment), same contract.
+ * HX_E_TYPE (nothing processed) on an int8 model, as hx_model_process is on a 16x8 one. */
+hx_status hx_model_process_s16(hx_model *model, const int16_t *in_q, int16_t *out_q, size_t n);
+
+/* HX_ACT_S8 or HX_ACT_S16: the model's sample type. 0 if the model is not initialised. */
+uint32_t hx_model_act_bits(const hx_model *model);
+
 /* Reset the state to silence: every state element set to its tensor's zero point (a real 0.0). */
 hx_status hx_model_reset(hx_model *model);
 
@@ -63,8 +72,8 @@ hx_status hx_model_output_quant(const hx_model *model, hx_quant *q);
 size_t hx_model_state_bytes(const hx_model *model);
 
 /* Copy the state into buf (len must equal hx_model_state_bytes) / restore it from buf. The bytes are
- * the int8 state tensors at their arena offsets (padding bytes are zero); a snapshot is only
- * meaningful for the same blob. */
+ * the int8 / int16 (native byte order) state tensors at their arena offsets (padding bytes are zero);
+ * a snapshot is only meaningful for the same blob on the same byte order. */
 hx_status hx_model_get_state(const hx_model *model, uint8_t *buf, size_t len);
 hx_status hx_model_set_state(hx_model *model, const uint8_t *buf, size_t len);
 
@@ -121,6 +130,32 @@ void hx_concat_s8(const int8_t *const *inputs, const uint32_t *bytes, uint32_t n
 
 /* Copy bytes bytes starting at in + offset into out (a slice along time). */
 void hx_slice_s8(const int8_t *in, uint32_t offset, uint32_t bytes, int8_t *out);
+
+/* ---- 16x8 kernels (int16 activations, int8 weights; csrc/ref/hx_*_s16.c and csrc/opt/<arch>) ---- */
+
+/* TFLite's reduced multipliers of the int64 requantisation: rm[o] = m[o] < 0x7FFF0000 ? (m[o] + 2^15) >> 16
+ * : 0x7FFF. Returns HX_E_UNSUPPORTED (rm untouched from the first bad channel) unless every m[o] >= 0,
+ * shift[o] in [-31, 7] and |bias[o]| <= 2^46 (bias may be NULL), the range in which hx_conv_s16 is exact. */
+hx_status hx_conv_s16_reduce(const hx_conv_s16_params *params, const int64_t *bias, const int32_t *multiplier,
+                             const int32_t *shift, int32_t *reduced);
+
+/* 16x8 1-D VALID convolution. in: in_frames x in_channels int16; weights: out_channels x kernel x in_channels
+ * int8; bias: out_channels int64; reduced/shift: out_channels int32 (hx_conv_s16_reduce); out: out_frames x
+ * out_channels int16, must not overlap in. */
+void hx_conv_s16(const hx_conv_s16_params *params, const int16_t *in, const int8_t *weights, const int64_t *bias,
+                 const int32_t *reduced, const int32_t *shift, int16_t *out);
+
+/* int16 LEAKY_RELU (out may equal in). */
+void hx_leaky_relu_s16(const hx_leaky_relu_s16_params *params, const int16_t *in, int16_t *out);
+
+/* int16 ADD of two equally shaped tensors (out may equal in1 or in2). */
+void hx_add_s16(const hx_add_s16_params *params, const int16_t *in1, const int16_t *in2, int16_t *out);
+
+/* Concatenate n_inputs int16 ranges (inputs[i], counts[i] elements) into out, in order (time axis). */
+void hx_concat_s16(const int16_t *const *inputs, const uint32_t *counts, uint32_t n_inputs, int16_t *out);
+
+/* Copy count int16 elements starting at in + offset into out (a slice along time). */
+void hx_slice_s16(const int16_t *in, uint32_t offset, uint32_t count, int16_t *out);
 
 /* HX_CDEF_END */
 

@@ -1,9 +1,11 @@
 /*
- * hx_types.h - plain data types of the hx int8 streaming kernel (C99).
+ * hx_types.h - plain data types of the hx streaming kernel (C99): int8 graphs and 16x8 graphs
+ * (int16 activations, int8 weights, int64 bias).
  *
  * Everything here is a plain struct or enum: no hidden state, no pointers owned by the
- * library. Tensors are int8, laid out NWC with the batch and H = 1 dropped, i.e. a tensor of
- * F frames and C channels is F*C bytes, frame-major: element (f, c) is at byte f*C + c.
+ * library. Tensors are int8 (or int16 in a 16x8 model, native endianness in memory), laid out NWC
+ * with the batch and H = 1 dropped, i.e. a tensor of F frames and C channels is F*C elements,
+ * frame-major: element (f, c) is at index f*C + c.
  * A quantised value q stands for the real number scale * (q - zero_point).
  *
  * The section between HX_CDEF_BEGIN and HX_CDEF_END is also read, verbatim minus
@@ -23,7 +25,7 @@ extern "C" {
 /* HX_CDEF_BEGIN */
 
 /* Blob format version this library reads (toolchain/export/ckernel.py FORMAT_VERSION). */
-#define HX_BLOB_FORMAT_VERSION 1
+#define HX_BLOB_FORMAT_VERSION 2
 /* Bytes of the fixed blob header. */
 #define HX_BLOB_HEADER_BYTES 64
 /* Bytes of one tensor record in the blob's tensor table. */
@@ -49,8 +51,15 @@ typedef enum hx_status {
     HX_E_UNSUPPORTED = 7,     /* unknown op type / rounding mode, or values outside the exact int32 range */
     HX_E_ARENA_TOO_SMALL = 8, /* arena_len is less than hx_model_state_size() reported */
     HX_E_NOT_INITIALIZED = 9, /* the hx_model was not set up by a successful hx_model_init */
-    HX_E_BAD_LENGTH = 10      /* n is not a multiple of the block, or a state buffer has the wrong size */
+    HX_E_BAD_LENGTH = 10,     /* n is not a multiple of the block, or a state buffer has the wrong size */
+    HX_E_TYPE = 11            /* the call's sample type is not the model's (hx_model_process on a 16x8 model, ...) */
 } hx_status;
+
+/* Activation types of a model (the blob header's act_bits word). */
+typedef enum hx_act_bits {
+    HX_ACT_S8 = 8,   /* int8 activations, inputs, outputs and state (full-integer int8 graph) */
+    HX_ACT_S16 = 16  /* int16 activations, inputs, outputs and state, zero point 0 (16x8 graph) */
+} hx_act_bits;
 
 /* How an int32 accumulator x is scaled by a fixed-point multiplier (m, e), real = m * 2^(e-31).
  * All three first shift x left by max(e, 0) (wrapping). The LiteRT builds differ in the rounding; the
@@ -80,13 +89,14 @@ typedef enum hx_op_type {
     HX_OP_PRELU = 2,  /* TFLite PRELU, alpha per channel or a single value */
     HX_OP_ADD = 3,    /* TFLite ADD, equal shapes, general rescaling */
     HX_OP_CONCAT = 4, /* TFLite CONCATENATION along time (byte concatenation) */
-    HX_OP_COPY = 5    /* contiguous byte range copy (TFLite STRIDED_SLICE along time) */
+    HX_OP_COPY = 5,   /* contiguous byte range copy (TFLite STRIDED_SLICE along time) */
+    HX_OP_LEAKY_RELU = 6 /* TFLite int16 LEAKY_RELU (16x8 models; int8 ones run it as a PRELU) */
 } hx_op_type;
 
 /* Quantisation of one tensor: real = scale * (q - zero_point). */
 typedef struct hx_quant {
     float scale;        /* > 0, IEEE single precision, as stored in the .tflite */
-    int32_t zero_point; /* in [-128, 127] */
+    int32_t zero_point; /* in [-128, 127] for int8 tensors; 0 for int16 tensors */
 } hx_quant;
 
 /* Parameters of hx_conv_s8: out[t, o] = clamp(requant(bias_eff[o] + sum_{k,i} in[t*stride + k*dilation, i]
@@ -140,6 +150,52 @@ typedef struct hx_add_params {
     uint32_t mode;          /* an hx_add_mode value */
 } hx_add_params;
 
+/* Parameters of hx_conv_s16 (TFLite reference_integer_ops::ConvPerChannel, int16 x int8, int64 bias):
+ * out[t, o] = clamp(rq64(bias[o] + sum_{k,i} in[t*stride + k*dilation, i] * w[o, k, i], rm[o], shift[o]))
+ * with rq64(x, rm, s) = (x * rm + 2^(14 - s)) >> (15 - s) wrapped to int32 (one rounding, half up) and
+ * rm the reduced multiplier of hx_conv_s16_reduce. Zero points are 0 (TFLite's 16x8 scheme). */
+typedef struct hx_conv_s16_params {
+    uint32_t in_frames;    /* W_in >= 1 (in_frames * in_channels int16 elements) */
+    uint32_t in_channels;  /* C_in >= 1 */
+    uint32_t out_frames;   /* W_out = (W_in - dilation*(kernel-1) - 1) / stride + 1, >= 1 */
+    uint32_t out_channels; /* C_out >= 1: the length of bias, rm and shift */
+    uint32_t kernel;       /* K >= 1 taps; weights are C_out x K x C_in int8, tap-major per channel; K*C_in <= 65536 */
+    uint32_t stride;       /* >= 1 */
+    uint32_t dilation;     /* >= 1 */
+    int32_t act_min;       /* lower clamp, [-32768, act_max] */
+    int32_t act_max;       /* upper clamp, [act_min, 32767] */
+} hx_conv_s16_params;
+
+/* Parameters of hx_leaky_relu_s16 (TFLite QuantizeLeakyRelu, int16, zero points 0):
+ * out = clamp(in >= 0 ? mbqm(in, multiplier_identity, shift_identity) : mbqm(in, multiplier_alpha, shift_alpha)),
+ * mbqm the double-rounding MultiplyByQuantizedMultiplier (HX_ROUND_DOUBLE_AWAY). */
+typedef struct hx_leaky_relu_s16_params {
+    uint32_t count;              /* >= 1 elements in in and out (out may equal in) */
+    int32_t multiplier_identity; /* [0, 2^31): fixed-point input_scale / output_scale */
+    int32_t shift_identity;      /* [-31, 30] */
+    int32_t multiplier_alpha;    /* [0, 2^31): fixed-point input_scale * alpha / output_scale */
+    int32_t shift_alpha;         /* [-31, 30] */
+} hx_leaky_relu_s16_params;
+
+/* Parameters of hx_add_s16 (TFLite's int16 ADD, general-scale path, zero points 0): each input
+ * q << left_shift is scaled by its multiplier, the sum by the output multiplier (double rounding),
+ * clamped in int32. HX_ADD_VECTOR16: elements in whole 16-element chunks scale each operand once,
+ * srdhm(q << (left_shift + shift), m) (a negative count shifts right, flooring), as LiteRT's
+ * AddElementwiseInt16 NEON body; HX_ADD_REFERENCE (and the tail) rdbpot(srdhm(q << left_shift, m), -shift). */
+typedef struct hx_add_s16_params {
+    uint32_t count;         /* >= 1 elements in each of in1, in2, out (out may alias in1 or in2) */
+    int32_t left_shift;     /* [0, 15] (TFLite uses 15 for int16) */
+    int32_t multiplier1;    /* [0, 2^31) */
+    int32_t shift1;         /* [-31, 0] */
+    int32_t multiplier2;    /* [0, 2^31) */
+    int32_t shift2;         /* [-31, 0] */
+    int32_t multiplier_out; /* [0, 2^31) */
+    int32_t shift_out;      /* [-31, 0] */
+    int32_t act_min;        /* lower clamp, [-32768, act_max] */
+    int32_t act_max;        /* upper clamp, [act_min, 32767] */
+    uint32_t mode;          /* an hx_add_mode value */
+} hx_add_s16_params;
+
 /* A model set up by hx_model_init. The caller owns this struct, the blob and the arena; every pointer
  * below points into the caller's blob or arena, which must outlive the model. Read it through the
  * accessors in hx.h; the fields are public only so the struct can live on the stack or in static memory. */
@@ -157,8 +213,9 @@ typedef struct hx_model {
     uint8_t *scratch;         /* per-step activation region (aligned, inside the arena) */
     size_t scratch_bytes;     /* its length */
     void *ops;                /* n_ops decoded op descriptors (internal layout, inside the arena) */
-    int8_t *input;            /* block bytes in scratch where each step's input block is copied */
-    const int8_t *output;     /* block bytes in scratch holding each step's output block */
+    int8_t *input;            /* block samples in scratch where each step's input block is copied */
+    const int8_t *output;     /* block samples in scratch holding each step's output block */
+    uint32_t act_bits;        /* an hx_act_bits value: the sample type of input, output and state */
     hx_quant input_quant;     /* quantisation of the input samples */
     hx_quant output_quant;    /* quantisation of the output samples */
 } hx_model;
