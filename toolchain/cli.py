@@ -350,6 +350,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from runtime.backends import BACKENDS
+    from runtime.cli import add_verbose_argument
 
     p = _Parser(prog="toolchain", description="Neural hearing-aid compensators: export trained models to int8 "
                 "TFLite / ONNX / C bundles for edge boards, and run them.", epilog=EPILOG,
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="16x8 also writes model_16x8.tflite (int16 activations, int8 weights; needs a model "
                    "without PReLU, e.g. activation = \"leaky_relu\") and its SNR")
     e.add_argument("--quiet", action="store_true", help="no progress display")
+    add_verbose_argument(e)
     e.set_defaults(func=cmd_export)
 
     kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signed bundles",
@@ -456,8 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.native_log import set_verbose
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        set_verbose(True)
     try:
         return int(args.func(args) or 0)
     except _user_errors(args.command) as e:
