@@ -28,6 +28,29 @@ def test_targets_lists_the_boards():
         assert name in r.stdout
 
 
+def test_targets_piped_wraps_at_80_columns_instead_of_cutting():
+    """Issue 17: `toolchain targets | cat` used to cut cells at 80 columns ("corte…", "-mflo…"). Now
+    every line fits 80 columns, nothing is elided, and every board's values are there in full."""
+    import subprocess
+    import sys
+
+    from runtime.boards import list_boards
+
+    env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "toolchain", "targets"], capture_output=True, text=True, timeout=300,
+                       cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "…" not in r.stdout and "..." not in r.stdout
+    words = r.stdout.split()
+    for b in list_boards():
+        flags = f"{b.name}: {b.compiler.triple} {' '.join(b.compiler.cflags)}".strip()
+        assert flags in " ".join(words), flags
+        for cell in (b.name, b.cpu.core, b.runtime.backend, f"{b.audio.output_limit:g}"):
+            assert cell in words, (b.name, cell)
+
+
 def _one_line_error(r, *words):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
