@@ -96,6 +96,23 @@ def test_unwritable_output(tmp_path):
     assert blocker.read_text() == "not a directory"
 
 
+def test_export_target_takes_a_board_toml_path(tmp_path):
+    """Issue 17: `export --target` accepts a board TOML path, as `--board` does (a name or an alias too)."""
+    good = (REPO / "boards" / "rpi4.toml").read_text().replace('name = "rpi4"', 'name = "mine"')
+    (tmp_path / "mine.toml").write_text(good)
+    (tmp_path / "bundle").mkdir()
+    # The board file is loaded and accepted: the refusal is the next check's, the existing --out.
+    r = run_toolchain("export", "--target", str(tmp_path / "mine.toml"), "--out", str(tmp_path / "bundle"))
+    _one_line_error(r, "bundle: already exists (pass --overwrite to replace it)")
+    (tmp_path / "broken.toml").write_text(good.replace("block = 16\n", ""))
+    r = run_toolchain("export", "--target", str(tmp_path / "broken.toml"), "--out", str(tmp_path / "b2"))
+    _one_line_error(r, "broken.toml: ", "missing field audio.block")
+    r = run_toolchain("export", "--target", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "b2"))
+    _one_line_error(r, "absent.toml: no such board file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.toml", "bundle", "mine.toml"]
+    assert list((tmp_path / "bundle").iterdir()) == []
+
+
 def test_existing_output_needs_overwrite(tmp_path):
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "keep.txt").write_text("mine")
