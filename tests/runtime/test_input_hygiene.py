@@ -193,6 +193,9 @@ BAD_AUDIOGRAMS = {
     "freqs.json": (json.dumps({"frequencies_hz": [250, 500, 1000, 1234, 3000, 4000, 6000, 8000],
                                "thresholds_db_hl": [20] * 8}), "do not match the audiogram frequencies (1234 Hz"),
     "khz.csv": ("0.25,20\n0.5,25\n1,35\n2,45\n3,50\n4,55\n6,60\n8,65\n", "do not match the audiogram frequencies"),
+    # Issue 17: a mis-cased key was ignored and the preset exported instead.
+    "typo_key.json": (json.dumps({"thresholds_db_HL": [20, 25, 35, 45, 50, 55, 60, 65]}),
+                      "unknown key 'thresholds_db_HL'; expected only: name, units, frequencies_hz, thresholds_db_hl"),
 }
 
 
