@@ -17,6 +17,9 @@ Sections (DESIGN.md, "Verification on the full-precision path"):
   user-supplied map, not from the seeds (seed 000 learns ψ per animal from recordings). Without
   either it is reported as "not run" with what is missing, never as a number.
 
+Each section carries a ``verdict`` against its baseline (:mod:`toolchain.verify.verdicts`): red
+("HARM") where the device does worse than its baseline, "not judged" where there are no numbers.
+
 Any user mistake — a missing or malformed weights file, a ``config.yaml`` that does not match
 the architecture, a bad bundle, an unwritable output — raises :class:`VerifyError` (a
 ``ValueError``) whose ``str()`` is one line; the CLI prints it and exits with status 2.
@@ -639,7 +642,7 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
         ".status{padding:4px 8px;border-radius:4px}.ok{background:#e6f4ea}.warn{background:#fff4d6}.harm{background:#f6c6c6;color:#800}"
-        ".off{background:#f4e6e6}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
+        ".off{background:#eeeeee}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
         f"<h1>Verification report</h1><p>bundle <code>{html.escape(str(b['path']))}</code>: "
         f"{html.escape(str(b['model']))} → {html.escape(str(b['target']))}, {b['sample_rate']} Hz, block {b['block']}; "
         f"audiogram {html.escape(str(ag.get('name', 'none')))} "

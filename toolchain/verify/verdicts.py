@@ -220,14 +220,17 @@ _JUDGES = {"int8_vs_fp32": device_vs_fp32, "latency": latency, "haspi": haspi_vs
 def judge(report: MutableMapping[str, Any]) -> dict[str, Any]:
     """Add ``verdict`` to every judged section of ``report`` and the report's own verdict:
     ``{"level": worst judged level, "judged": [...], "not_judged": [...]}`` (a report with no
-    section judged is "none", never "ok")."""
+    section judged is "none", never "ok"). A section another module judged itself (a ``verdict``
+    of the same shape already in it) counts towards the report's verdict too."""
     judged, not_judged, levels = [], [], []
     for key, fn in _JUDGES.items():
         sec = report.get(key)
         if isinstance(sec, MutableMapping):
             sec["verdict"] = fn(report)
-            level = sec["verdict"]["level"]
-            (not_judged if level == "none" else judged).append(key)
-            levels.append(level)
+    for key, sec in report.items():
+        v = sec.get("verdict") if isinstance(sec, Mapping) else None
+        if isinstance(v, Mapping) and v.get("level") in LEVELS:
+            (not_judged if v["level"] == "none" else judged).append(key)
+            levels.append(v["level"])
     report["verdict"] = {"level": worst(levels), "judged": judged, "not_judged": not_judged}
     return report["verdict"]

@@ -163,8 +163,8 @@ def test_report_without_weights_says_the_neural_check_did_not_run(tmp_path, fake
     for key in ("haspi", "nal_r", "midbrain", "self_noise"):
         assert data[key]["verdict"]["level"] == "none", (key, data[key]["verdict"])
     assert "pyclarity not installed" in data["haspi"]["verdict"]["text"]
-    assert data["verdict"] == {"level": "ok", "judged": ["int8_vs_fp32", "latency"],
-                               "not_judged": ["haspi", "nal_r", "self_noise", "midbrain"]}
+    assert data["verdict"]["level"] == "ok" and sorted(data["verdict"]["judged"]) == ["int8_vs_fp32", "latency"]
+    assert sorted(data["verdict"]["not_judged"]) == ["haspi", "midbrain", "nal_r", "self_noise"]
     mb = data["midbrain"]
     assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"] and "no ψ-ICNet checkpoint" in mb["reason"]
     # No fidelity numbers without weights: the impaired comparison says what is missing, with no number.

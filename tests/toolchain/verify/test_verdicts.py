@@ -30,7 +30,8 @@ def test_an_empty_section_is_never_ok():
     out = vd.judge(report)
     for key in ("haspi", "nal_r", "latency", "midbrain", "self_noise"):
         assert report[key]["verdict"]["level"] == "none", key
-    assert out == {"level": "none", "judged": [], "not_judged": ["latency", "haspi", "nal_r", "self_noise", "midbrain"]}
+    assert out["level"] == "none" and out["judged"] == []
+    assert sorted(out["not_judged"]) == ["haspi", "latency", "midbrain", "nal_r", "self_noise"]
 
 
 def test_device_vs_nalr_warns_below_the_classic_fitting():
@@ -82,3 +83,11 @@ def test_midbrain_impaired_fidelity_below_unprocessed_is_harm():
     assert vd.midbrain(mb(0.40, 0.50, 0.55))["level"] == "harm"
     assert vd.midbrain(mb(0.52, 0.50, 0.60))["level"] == "warn"
     assert vd.midbrain(mb(0.62, 0.50, 0.60))["level"] == "ok"
+
+
+def test_a_section_judged_elsewhere_counts_in_the_overall_verdict():
+    """A section whose own module set a verdict (e.g. a cochlear check) joins the report's verdict."""
+    report = {"latency": {"algorithmic_latency_ms": 1.0, "budget_ms": 5.0},
+              "cochlear": {"status": "ok", "verdict": {"level": "harm", "text": "further from normal"}}}
+    out = vd.judge(report)
+    assert out["level"] == "harm" and "cochlear" in out["judged"] and "latency" in out["judged"]
