@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from runtime.atomic import atomic_write
+from runtime.atomic import OutputPathError, atomic_write, check_output_path
 from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
 from toolchain.verify.hearing import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
 from toolchain.verify.hearing import align as _align
@@ -137,6 +137,8 @@ def _without_examples(v: Any) -> Any:
 
 
 def _check_writable(path: Path, what: str) -> None:
+    """Before minutes of work: the report path must be one the atomic writer will write (not a
+    directory, device, FIFO or socket; a writable directory), else a one-line VerifyError."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise VerifyError(f"{path}: is a directory; --{what} needs a file name")
@@ -144,6 +146,10 @@ def _check_writable(path: Path, what: str) -> None:
         raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not a directory)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not writable)")
+    try:
+        check_output_path(path, what=f"{what} report")
+    except OutputPathError as e:
+        raise VerifyError(str(e)) from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -239,6 +245,8 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     json_path, html_path = opts.outputs()
     _check_writable(json_path, "json")
     _check_writable(html_path, "html")
+    if os.path.abspath(json_path) == os.path.abspath(html_path):
+        raise VerifyError(f"{json_path}: --json and --html name the same file")
     m = bundle.manifest
     fs = int(m.sample_rate)
     audiogram = dict(m.audiogram) if m.audiogram else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -220,6 +221,34 @@ def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
     assert "examples" not in json.dumps(data)
     assert "normal_hearing_icnet" in (tmp_path / "r.html").read_text()
     assert rep["outputs"]["json"] == str(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("case", ["device", "fifo", "same"])
+def test_report_paths_that_are_not_ours_are_refused_before_any_work(tmp_path, fake_bundle, case):
+    """Issue 17: a device node (made here with mknod), a FIFO, or --json = --html: one line before the run."""
+    import stat
+
+    from tests.conftest import make_char_device
+
+    if case == "device":
+        target, test = make_char_device(tmp_path / "null"), stat.S_ISCHR
+    elif case == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        target, test = tmp_path / "fifo", stat.S_ISFIFO
+    else:
+        target, test = tmp_path / "same.out", None
+    html_path = target if case == "same" else tmp_path / "r.html"
+    opts = VerifyOptions(bundle=fake_bundle.path, device="cpu", json_path=target, html_path=html_path)
+    ran = []
+    with pytest.raises(VerifyError) as e:
+        run_verify(opts, progress=ran.append, bundle=fake_bundle, speech=_speech(), compensate=_int8, fp32=_fp32,
+                   latency_probe=lambda: 16)
+    msg = _one_line(e)
+    assert msg.startswith(str(target)) and ran == []
+    assert {"device": "is a character device", "fifo": "is a FIFO", "same": "--json and --html name the same file"}[case] in msg
+    if test is not None:
+        assert test(os.lstat(target).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, "bundle-rpi4"] if case != "same" else ["bundle-rpi4"])
 
 
 def test_report_is_red_where_the_device_does_harm(tmp_path, fake_bundle, monkeypatch):
