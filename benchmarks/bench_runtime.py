@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(report, js)
     plot_timings({n: {**r, "samples_us": report["_samples"][n]} for n, r in report["backends"].items()}, period, png,
                  budget_fraction=report["board"].get("compute_fraction"), target_fraction=TARGET,
+                 loopback=report.get("loopback"), measured_on=report["measured_on"].split(";")[0],
                  title=f"{report['model']} @ rpi4 block {report['block']} / {report['sample_rate']} Hz, 1 thread, "
                        f"{report['host'].get('cpu', report['host']['machine'])}")
     print(format_report(report))

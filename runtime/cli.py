@@ -425,6 +425,7 @@ def add_run_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentParser
     add_engine_arguments(r, backends)
     r.add_argument("--host-block", type=int, default=None, metavar="N",
                    help="feed the engine N samples at a time, as an audio API would (the output is the same for any N)")
+    add_verbose_argument(r)
     add_trust_arguments(r)
     return r
 
@@ -451,6 +452,7 @@ def add_stream_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPar
     s.add_argument("--reopen-timeout", type=float, default=30.0, metavar="S",
                    help="when the audio device or server goes away, keep trying to reopen it for S seconds "
                         "(default 30; 0: stop with an error at once)")
+    add_verbose_argument(s)
     add_trust_arguments(s)
     return s
 
@@ -474,6 +476,7 @@ def add_bench_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPars
                    "is written through, a device or FIFO refused)")
     b.add_argument("--plot", metavar="P", help="write a histogram of per-block times against the deadline, with the "
                    "loopback figures (PNG; checked like --json)")
+    add_verbose_argument(b)
     add_trust_arguments(b)
     return b
 
@@ -493,6 +496,13 @@ def add_engine_arguments(p: argparse.ArgumentParser, backends: Sequence[str]) ->
                    "else litert)")
     p.add_argument("--threads", type=int, default=None, help="backend threads, 1..64 (default: the board's, else 1)")
     add_channel_argument(p)
+
+
+def add_verbose_argument(p: argparse.ArgumentParser) -> None:
+    """``--verbose``: show what LiteRT/TensorFlow print from native code (kept quiet otherwise)."""
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the native libraries' own messages (LiteRT's delegate notice, TensorFlow's "
+                        "converter log), which are otherwise kept off the terminal")
 
 
 def add_trust_arguments(p: argparse.ArgumentParser) -> None:
@@ -528,8 +538,12 @@ def one_line(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.native_log import set_verbose
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        set_verbose(True)
     try:
         return int(args.func(args) or 0)
     except user_errors() as e:

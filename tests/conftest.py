@@ -19,6 +19,27 @@ def run_toolchain(*args: str, timeout: float = 600, cwd: Path | None = None) -> 
                           timeout=timeout, cwd=cwd or REPO, env=env)
 
 
+def make_char_device(path: Path, major: int = 1, minor: int = 3) -> Path:
+    """A character device node at ``path`` (default 1:3, what /dev/null is), made by the test in its own
+    temporary directory, never a system path: as root with ``os.mknod``, else through passwordless
+    ``sudo -n mknod`` (what scripts/setup.sh also needs). Neither: the test fails, saying so."""
+    import stat
+
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+    except PermissionError:
+        try:
+            r = subprocess.run(["sudo", "-n", "mknod", "-m", "666", str(path), "c", str(major), str(minor)],
+                               capture_output=True, text=True, timeout=30)
+            why = r.stderr.strip() if r.returncode else ""
+        except FileNotFoundError:
+            why = "sudo is not installed"
+        if why:
+            pytest.fail(f"cannot make a device node for this test (not root, no passwordless sudo): {why}")
+    assert stat.S_ISCHR(os.stat(path).st_mode)
+    return path
+
+
 @pytest.fixture(scope="session")
 def default_bundle(tmp_path_factory) -> Path:
     """The shipped default compensator exported for rpi4 through the real CLI (moderate-sloping)."""

@@ -84,22 +84,61 @@ def _console():
 
 
 # --------------------------------------------------------------------------- targets
+def _fit_widths(columns: Sequence[Sequence[str]], available: int) -> list[int]:
+    """Column widths within ``available`` characters for ``columns`` (header first, then cells):
+    each column at least its longest word (so text wraps between words, never inside one), the
+    space left shared out towards each column's longest cell (headers may wrap). Rich's own
+    fitting splits words when the table is wider than the console."""
+    widths = [max(len(w) for t in col for w in t.split() or [""]) for col in columns]
+    need = [max(w, *(len(t) for t in col[1:])) for w, col in zip(widths, columns)]
+    spare = available - sum(widths)
+    while spare > 0 and any(w < n for w, n in zip(widths, need)):
+        for i in sorted(range(len(widths)), key=lambda k: need[k] - widths[k], reverse=True):
+            if spare > 0 and widths[i] < need[i]:
+                widths[i] += 1
+                spare -= 1
+    return widths
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
+    """The boards as a table, then each board's compiler line.
+
+    Nothing is cut: cells wrap (``overflow="fold"`` breaks a word only when it alone is wider
+    than its column), and the compiler flags, the widest field, are listed under the table and
+    wrapped at the console width, so ``toolchain targets | cat`` (80 columns) shows every value.
+    """
+    import textwrap
+
+    from rich import box
     from rich.table import Table
 
     from runtime.boards import ALIASES, list_boards
 
-    table = Table(title="Targets (boards/*.toml)")
-    for col in ("name", "cpu", "triple / flags", "rate", "block", "latency budget", "compute budget", "limit", "backend"):
-        table.add_column(col)
-    for b in list_boards():
-        table.add_row(b.name, f"{b.cpu.cores}x {b.cpu.core}", f"{b.compiler.triple} {' '.join(b.compiler.cflags)}",
-                      f"{b.audio.sample_rate} Hz", f"{b.audio.block} ({b.block_period_ms:.2f} ms)",
-                      f"{b.budget.latency_ms:g} ms", f"{b.budget.compute_fraction:.0%} of a block",
-                      f"{b.audio.output_limit:g}", b.runtime.backend)
+    boards = list_boards()
+    header = ("name", "cpu", "rate", "block", "latency budget", "compute budget", "output limit", "backend")
+    rows = [(b.name, f"{b.cpu.cores}x {b.cpu.core}", f"{b.audio.sample_rate} Hz",
+             f"{b.audio.block} ({b.block_period_ms:.2f} ms)", f"{b.budget.latency_ms:g} ms",
+             f"{b.budget.compute_fraction:.0%} of a block", f"{b.audio.output_limit:g}", b.runtime.backend)
+            for b in boards]
     con = _console()
+    columns = [[col, *(r[i] for r in rows)] for i, col in enumerate(header)]
+    # No edges and collapsed padding: two characters between columns, none outside.
+    widths = _fit_widths(columns, max(len(header), con.width - 2 * (len(header) - 1)))
+    table = Table(title="Targets (boards/*.toml)", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for col, w in zip(header, widths):
+        table.add_column(col, overflow="fold", width=w)
+    for r in rows:
+        table.add_row(*r)
     con.print(table)
-    con.print("aliases: " + ", ".join(f"{k} → {v}" for k, v in sorted(ALIASES.items())))
+    width = max(40, con.width)
+    con.print("compilers (triple and flags):")
+    for b in boards:
+        line = f"{b.name}: {b.compiler.triple} {' '.join(b.compiler.cflags)}".rstrip()
+        con.print(textwrap.fill(line, width=width, initial_indent="  ", subsequent_indent="      ",
+                                break_long_words=False, break_on_hyphens=False), markup=False, highlight=False)
+    con.print(textwrap.fill("aliases: " + ", ".join(f"{k} → {v}" for k, v in sorted(ALIASES.items())), width=width),
+              markup=False, highlight=False)
     return 0
 
 
@@ -361,6 +400,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from runtime.backends import BACKENDS
+    from runtime.cli import add_verbose_argument
 
     p = _Parser(prog="toolchain", description="Neural hearing-aid compensators: export trained models to int8 "
                 "TFLite / ONNX / C bundles for edge boards, and run them.", epilog=EPILOG,
@@ -399,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model_int8.tflite); default: the board's runtime.quant. The int8 graph is written either way; "
                    "16x8 needs a model without PReLU (activation = \"leaky_relu\")")
     e.add_argument("--quiet", action="store_true", help="no progress display")
+    add_verbose_argument(e)
     e.set_defaults(func=cmd_export)
 
     kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signed bundles",
@@ -469,8 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.native_log import set_verbose
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        set_verbose(True)
     try:
         return int(args.func(args) or 0)
     except _user_errors(args.command) as e:

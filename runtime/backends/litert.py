@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from runtime.backends.base import BackendError, dequantize, quantize
+from runtime.native_log import native_chatter
 
 
 class LiteRTBackend:
@@ -35,7 +36,10 @@ class LiteRTBackend:
                 self._interp = Interpreter(model_path=os.fspath(model), **kwargs)
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"LiteRT could not load the model: {str(e).splitlines()[0]}") from None
-        self._run = self._interp.get_signature_runner()
+        # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" from C++ when tensors are
+        # allocated (here and in _bind_tensors): kept off the terminal, shown with --verbose.
+        with native_chatter("litert"):
+            self._run = self._interp.get_signature_runner()
         ins, outs = self._run.get_input_details(), self._run.get_output_details()
         if "x" not in ins or "y" not in outs:
             raise BackendError("the TFLite model has no x → y step signature")
@@ -47,7 +51,8 @@ class LiteRTBackend:
                 raise BackendError(f"state input {si} has no matching output {so}")
         self._ins, self._outs = ins, outs
         self.integer = np.issubdtype(self._x["dtype"], np.integer)
-        self._bind_tensors()
+        with native_chatter("litert"):
+            self._bind_tensors()
         self.reset()
 
     def _bind_tensors(self) -> None:

@@ -45,6 +45,14 @@ def float_wav_with_nan() -> bytes:
     return wav_bytes(tag=3, bits=32, data=x.tobytes())
 
 
+def truncated_wav() -> bytes:
+    """A header declaring 5 s of 16 kHz PCM 16 (160000 bytes) over 0.03 s of data: a copy cut short."""
+    data = bytes(2 * 480)
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 5 * 32000) + data
+    return b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + 5 * 32000) + body
+
+
 def data_before_fmt() -> bytes:
     good = wav_bytes()
     fmt_chunk, data_chunk = good[12:36], good[36:]
@@ -67,6 +75,10 @@ BAD_WAVS = {
     "no_data.wav": (wav_bytes()[:36], ["corrupt WAV file (no data chunk)"]),
     "nan.wav": (float_wav_with_nan(), ["holds 4 non-finite samples (NaN or inf)"]),
     "empty.wav": (b"", ["not a WAV file (empty file)"]),
+    # Issue 17: these were processed without a word.
+    "truncated.wav": (truncated_wav(), ["truncated WAV file (the data chunk declares 160000 bytes, the file holds 960)"]),
+    "float_x8.wav": (wav_bytes(tag=3, bits=32, data=(8 * np.sin(np.arange(1600) / 10)).astype("<f4").tobytes()),
+                     ["float samples reach 8 full scale; more than 2 means a mis-scaled file"]),
 }
 
 
@@ -181,6 +193,9 @@ BAD_AUDIOGRAMS = {
     "freqs.json": (json.dumps({"frequencies_hz": [250, 500, 1000, 1234, 3000, 4000, 6000, 8000],
                                "thresholds_db_hl": [20] * 8}), "do not match the audiogram frequencies (1234 Hz"),
     "khz.csv": ("0.25,20\n0.5,25\n1,35\n2,45\n3,50\n4,55\n6,60\n8,65\n", "do not match the audiogram frequencies"),
+    # Issue 17: a mis-cased key was ignored and the preset exported instead.
+    "typo_key.json": (json.dumps({"thresholds_db_HL": [20, 25, 35, 45, 50, 55, 60, 65]}),
+                      "unknown key 'thresholds_db_HL'; expected only: name, units, frequencies_hz, thresholds_db_hl"),
 }
 
 
@@ -253,3 +268,67 @@ def test_broken_board_in_a_fresh_toolchain_process(board_dir, tmp_path):
                        cwd=REPO, env=dict(os.environ, HX_BOARDS_DIR=str(env_dir),
                                           PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")))
     one_line_error(r, "toolchain targets", "no_audio.toml: missing table [audio]")
+
+
+# --------------------------------------------------------------------------------- issue 17: bad values
+def test_float_bound_is_stated_in_help():
+    r = runtime_cli("run", "--help")
+    assert "float within ±2" in " ".join(r.stdout.split())
+
+
+def test_a_device_node_as_input_is_refused_at_once(default_bundle, tmp_path):
+    """``--input /dev/zero`` used to hang: a node the test makes itself (1:5, what /dev/zero is) is refused
+    before it is opened, on run and bench."""
+    from tests.conftest import make_char_device
+
+    zero = make_char_device(tmp_path / "zero", 1, 5)
+    (tmp_path / "out.wav").write_bytes(KEEP)
+    r = runtime_cli("run", str(default_bundle), "--input", str(zero), "--output", str(tmp_path / "out.wav"))
+    one_line_error(r, "python -m runtime run", f"{zero}: is a character device, not a regular wav file")
+    r = runtime_cli("bench", str(default_bundle), "--input", str(zero), "--seconds", "0.2", "--json", str(tmp_path / "b.json"))
+    one_line_error(r, "python -m runtime bench", f"{zero}: is a character device")
+    assert untouched(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["out.wav", "zero"]
+
+
+@pytest.mark.parametrize("cmd", ["run-litert", "run-ckernel", "run-onnx", "bench", "stream"])
+def test_negative_threads_are_refused_everywhere(default_bundle, bad_dir, tmp_path, cmd):
+    (tmp_path / "out.wav").write_bytes(KEEP)
+    wav = str(REPO / "toolchain" / "assets" / "demo_speech.wav")
+    name, _, backend = cmd.partition("-")
+    args = {"run": ["run", str(default_bundle), "--input", wav, "--output", str(tmp_path / "out.wav"), "--backend", backend],
+            "bench": ["bench", str(default_bundle), "--seconds", "0.2", "--json", str(tmp_path / "b.json")],
+            "stream": ["stream", str(default_bundle), "--seconds", "0.2"]}[name]
+    r = runtime_cli(*args, "--threads", "-1")
+    one_line_error(r, f"python -m runtime {name}", "--threads must be 1..64, got -1")
+    assert untouched(tmp_path) and sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]
+
+
+def test_negative_threads_through_toolchain_run(default_bundle, tmp_path, tc):
+    (tmp_path / "out.wav").write_bytes(KEEP)
+    r = tc("run", str(default_bundle), "--input", str(REPO / "toolchain" / "assets" / "demo_speech.wav"),
+           "--output", str(tmp_path / "out.wav"), "--backend", "onnx", "--threads", "-1")
+    one_line_error(r, "toolchain run", "--threads must be 1..64, got -1")
+    assert untouched(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0"])
+def test_bench_seconds_must_be_finite_and_positive(default_bundle, tmp_path, value):
+    r = runtime_cli("bench", str(default_bundle), f"--seconds={value}", "--json", str(tmp_path / "b.json"))
+    shown = {"-1": "-1.0", "0": "0.0"}.get(value, value)
+    one_line_error(r, "python -m runtime bench", f"--seconds must be a finite number of seconds > 0, got {shown}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--block", "0"], "--block must be 1..4096 samples, got 0"),
+    (["--block", "-16"], "--block must be 1..4096 samples, got -16"),
+    (["--out", ""], "--out is empty; name the bundle directory"),
+])
+def test_export_refuses_a_bad_block_or_an_empty_out(tmp_path, tc, monkeypatch, args, words):
+    """Issue 17: these fell back to defaults (the board's block, out/bundle-<target>) and exported."""
+    monkeypatch.chdir(tmp_path)
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "bundle")]
+    r = tc("export", "--target", "rpi", *args)
+    one_line_error(r, "toolchain export", words)
+    assert list(tmp_path.iterdir()) == []

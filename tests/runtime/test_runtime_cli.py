@@ -16,7 +16,7 @@ import pytest
 
 from runtime.bundle import MANIFEST_NAME, manifest_digest
 from runtime.wavio import read_wav, write_wav_atomic
-from tests.conftest import REPO, run_toolchain
+from tests.conftest import REPO, make_char_device, run_toolchain
 
 DEMO = REPO / "toolchain" / "assets" / "demo_speech.wav"
 
@@ -228,3 +228,181 @@ def test_wav_reader_agrees_with_soundfile(tmp_path):
     sf.write(tmp_path / "ext.wav", np.stack([x, x], 1), 16000, subtype="PCM_24", format="WAV")  # WAVE_FORMAT_EXTENSIBLE
     y, _ = read_wav(tmp_path / "ext.wav", expect_mono=False)
     np.testing.assert_allclose(y, sf.read(tmp_path / "ext.wav", dtype="float32")[0].mean(1), atol=1e-7)
+
+
+# ------------------------------------------------------------------ issue 17: the board is applied
+def _board(tmp_path, name: str, **changes: str):
+    """boards/rpi4.toml with ``key = value`` lines replaced (``output_limit="0.25"``), saved as NAME.toml."""
+    text = (REPO / "boards" / "rpi4.toml").read_text().replace('name = "rpi4"', f'name = "{name}"')
+    for key, value in changes.items():
+        lines = text.splitlines()
+        i = next(k for k, line in enumerate(lines) if line.split("=")[0].strip() == key)
+        lines[i] = f"{key} = {value}"
+        text = "\n".join(lines) + "\n"
+    p = tmp_path / f"{name}.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(scope="module")
+def loud_wav(tmp_path_factory):
+    """A loud 4 kHz tone: the fitted gain drives the bundle's output to its clip level (0.37 full scale)."""
+    p = tmp_path_factory.mktemp("loud") / "loud.wav"
+    t = np.arange(8000) / 16000
+    pcm16(p, 0.9 * np.sin(2 * np.pi * 4000 * t))
+    return p
+
+
+def test_board_output_limit_is_applied_no_sample_above_it(default_bundle, loud_wav, tmp_path):
+    """Issue 17: the stricter of the bundle's and the board's output_limit; no output sample above it."""
+    board = _board(tmp_path, "quiet", output_limit="0.25")
+    r = run_runtime("run", str(default_bundle), "--input", str(loud_wav), "--output", str(tmp_path / "free.wav"))
+    assert r.returncode == 0, r.stderr
+    free = read_wav(tmp_path / "free.wav")[0]
+    assert np.max(np.abs(free)) > 0.3  # without the board the output goes well above 0.25
+    r = run_runtime("run", str(default_bundle), "--input", str(loud_wav), "--output", str(tmp_path / "board.wav"),
+                    "--board", str(board))
+    assert r.returncode == 0, r.stderr
+    assert "board quiet: backend litert, 1 thread(s), output limit 0.25" in r.stdout
+    y = read_wav(tmp_path / "board.wav")[0]
+    assert np.max(np.abs(y)) <= 0.25 + 1 / 32767, np.max(np.abs(y))  # one PCM-16 step of rounding
+    assert "(limit 0.25)" in r.stdout
+
+
+def test_board_backend_and_threads_apply_unless_named(default_bundle, short_wav, tmp_path):
+    """The cortex-m55 board runs the C kernel; a board's threads apply; --backend/--threads still win."""
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "m55.wav"),
+                    "--board", "cortex-m55")
+    assert r.returncode == 0, r.stderr
+    assert "board cortex-m55: backend ckernel, 1 thread(s)" in r.stdout and "through ckernel" in r.stdout
+    two = _board(tmp_path, "two", threads="2", backend='"onnx"')
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "two.wav"),
+                    "--board", str(two))
+    assert r.returncode == 0, r.stderr
+    assert "board two: backend onnx, 2 thread(s)" in r.stdout and "through onnx" in r.stdout
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "mine.wav"),
+                    "--board", str(two), "--backend", "ckernel", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "board two: backend ckernel, 1 thread(s)" in r.stdout and "through ckernel" in r.stdout
+
+
+@pytest.mark.parametrize("cmd", ["run", "bench"])
+def test_board_of_another_rate_refuses_the_bundle(default_bundle, short_wav, tmp_path, cmd):
+    """A 48 kHz board and a 16 kHz bundle: one line naming both, exit 2, nothing written."""
+    board = _board(tmp_path, "r48", sample_rate="48000")
+    (tmp_path / "out.wav").write_bytes(b"keep")
+    args = (["run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "out.wav")] if cmd == "run"
+            else ["bench", str(default_bundle), "--seconds", "0.2", "--json", str(tmp_path / "b.json")])
+    r = run_runtime(*args, "--board", str(board))
+    one_line_error(r, f"python -m runtime {cmd}: error:", "made for 16000 Hz, block 16; board r48 runs 48000 Hz, block 16",
+                   f"export it with --target {board}")
+    assert (tmp_path / "out.wav").read_bytes() == b"keep" and not (tmp_path / "b.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav", "r48.toml"]
+
+
+# ---------------------------------------------- issue 17: never destroy what is not ours (outputs)
+def _output_cases(tmp_path, short_wav):
+    """name -> (output path, words of the refusal, a check that it is unchanged)."""
+    src = tmp_path / "in.wav"
+    shutil.copy(short_wav, src)
+    before = src.read_bytes()
+    os.link(src, tmp_path / "hard.wav")
+    os.symlink("in.wav", tmp_path / "link.wav")
+    make_char_device(tmp_path / "null")
+    os.mkfifo(tmp_path / "fifo")
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    (tmp_path / "dir").mkdir()
+    import stat
+
+    def kind(p, test):
+        return lambda: test(os.lstat(p).st_mode)
+
+    same = lambda: src.read_bytes() == before  # noqa: E731
+    return src, sock, {
+        "input": (src, ["is the input file; refusing to overwrite it"], same),
+        "hard_link": (tmp_path / "hard.wav", ["is the same file as the input", "refusing to overwrite it"], same),
+        "symlink_to_input": (tmp_path / "link.wav", ["is the same file as the input"],
+                             lambda: same() and os.path.islink(tmp_path / "link.wav")),
+        "device": (tmp_path / "null", ["is a character device; refusing to replace it"], kind(tmp_path / "null", stat.S_ISCHR)),
+        "fifo": (tmp_path / "fifo", ["is a FIFO (named pipe); refusing to replace it"], kind(tmp_path / "fifo", stat.S_ISFIFO)),
+        "socket": (tmp_path / "sock", ["is a socket; refusing to replace it"], kind(tmp_path / "sock", stat.S_ISSOCK)),
+        "directory": (tmp_path / "dir", ["is a directory"], kind(tmp_path / "dir", stat.S_ISDIR)),
+        "long_name": (tmp_path / ("x" * 300 + ".wav"), ["file name is 304 bytes long; the file system allows at most 255"],
+                      lambda: not (tmp_path / ("x" * 20)).exists()),
+    }
+
+
+@pytest.mark.parametrize("case", ["input", "hard_link", "symlink_to_input", "device", "fifo", "socket", "directory",
+                                  "long_name"])
+def test_run_refuses_an_output_that_is_not_ours(default_bundle, short_wav, tmp_path, case):
+    """Issue 17: one line, exit 2, before any work; the input, node, FIFO, socket or directory is unchanged."""
+    src, sock, cases = _output_cases(tmp_path, short_wav)
+    out, words, unchanged = cases[case]
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        r = run_runtime("run", str(default_bundle), "--input", str(src), "--output", str(out), timeout=60)
+    finally:
+        sock.close()
+    one_line_error(r, "python -m runtime run: error:", *words)
+    assert unchanged()
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no temp file, nothing new
+
+
+def test_output_symlink_to_a_regular_file_is_written_through(default_bundle, short_wav, tmp_path):
+    """The link stays a link, its target gets the result (as --help says)."""
+    (tmp_path / "target.wav").write_bytes(b"old contents")
+    os.symlink("target.wav", tmp_path / "out.wav")
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "out.wav"),
+                    "--backend", "ckernel")
+    assert r.returncode == 0, r.stderr
+    assert os.path.islink(tmp_path / "out.wav") and os.readlink(tmp_path / "out.wav") == "target.wav"
+    y, sr = read_wav(tmp_path / "target.wav")
+    assert sr == 16000 and len(y) == len(read_wav(short_wav)[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav", "target.wav"]
+    r = run_runtime("run", "--help")
+    assert "A symlink to a regular file is written through" in " ".join(r.stdout.split())
+
+
+def test_a_250_character_output_name_works(default_bundle, short_wav, tmp_path):
+    """A legal long name is not broken by the temporary file's suffix."""
+    out = tmp_path / ("y" * 246 + ".wav")
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(out), "--backend", "ckernel")
+    assert r.returncode == 0, r.stderr
+    assert read_wav(out)[1] == 16000 and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bench_refuses_a_report_path_before_it_starts(default_bundle, tmp_path, flag):
+    """An unwritable (or not-ours) --json/--plot fails in one line before any timing is done."""
+    make_char_device(tmp_path / "null")
+    r = run_runtime("bench", str(default_bundle), "--seconds", "30", flag, str(tmp_path / "null"), timeout=60)
+    one_line_error(r, "python -m runtime bench: error:", "null: is a character device; refusing to replace it with the report")
+    assert "timing" not in r.stdout + r.stderr and r.stdout == ""
+    r = run_runtime("bench", str(default_bundle), "--seconds", "30", flag, str(tmp_path / "none" / "r.out"), timeout=60)
+    one_line_error(r, "python -m runtime bench: error:", "cannot write there", "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+# ------------------------------------------------------- issue 17: native chatter, --channel default
+def test_run_keeps_litert_chatter_off_the_terminal_and_verbose_shows_it(default_bundle, short_wav, tmp_path):
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "a.wav"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = run_runtime("run", str(default_bundle), "--input", str(short_wav), "--output", str(tmp_path / "b.wav"), "--verbose")
+    assert r.returncode == 0
+    assert "[litert] INFO: Created TensorFlow Lite XNNPACK delegate" in r.stderr, r.stderr
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+def test_channel_option_is_the_same_on_run_stream_and_bench():
+    """--channel left|right|mix with the same default (mix) on every command that reads audio."""
+    from runtime.cli import build_parser
+
+    p = build_parser()
+    defaults = {}
+    for cmd, extra in (("run", ["--input", "a.wav", "--output", "b.wav"]), ("stream", []), ("bench", [])):
+        defaults[cmd] = p.parse_args([cmd, "B", *extra]).channel
+        assert p.parse_args([cmd, "B", *extra, "--channel", "right"]).channel == "right"
+    assert set(defaults.values()) == {"mix"}, defaults

@@ -28,6 +28,29 @@ def test_targets_lists_the_boards():
         assert name in r.stdout
 
 
+def test_targets_piped_wraps_at_80_columns_instead_of_cutting():
+    """Issue 17: `toolchain targets | cat` used to cut cells at 80 columns ("corte…", "-mflo…"). Now
+    every line fits 80 columns, nothing is elided, and every board's values are there in full."""
+    import subprocess
+    import sys
+
+    from runtime.boards import list_boards
+
+    env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "toolchain", "targets"], capture_output=True, text=True, timeout=300,
+                       cwd=REPO, env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "…" not in r.stdout and "..." not in r.stdout
+    words = r.stdout.split()
+    for b in list_boards():
+        flags = f"{b.name}: {b.compiler.triple} {' '.join(b.compiler.cflags)}".strip()
+        assert flags in " ".join(words), flags
+        for cell in (b.name, b.cpu.core, b.runtime.backend, f"{b.audio.output_limit:g}"):
+            assert cell in words, (b.name, cell)
+
+
 def _one_line_error(r, *words):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -71,6 +94,23 @@ def test_unwritable_output(tmp_path):
     r = run_toolchain("export", "--target", "rpi", "--out", str(blocker / "bundle"))
     _one_line_error(r, "a-file")
     assert blocker.read_text() == "not a directory"
+
+
+def test_export_target_takes_a_board_toml_path(tmp_path):
+    """Issue 17: `export --target` accepts a board TOML path, as `--board` does (a name or an alias too)."""
+    good = (REPO / "boards" / "rpi4.toml").read_text().replace('name = "rpi4"', 'name = "mine"')
+    (tmp_path / "mine.toml").write_text(good)
+    (tmp_path / "bundle").mkdir()
+    # The board file is loaded and accepted: the refusal is the next check's, the existing --out.
+    r = run_toolchain("export", "--target", str(tmp_path / "mine.toml"), "--out", str(tmp_path / "bundle"))
+    _one_line_error(r, "bundle: already exists (pass --overwrite to replace it)")
+    (tmp_path / "broken.toml").write_text(good.replace("block = 16\n", ""))
+    r = run_toolchain("export", "--target", str(tmp_path / "broken.toml"), "--out", str(tmp_path / "b2"))
+    _one_line_error(r, "broken.toml: ", "missing field audio.block")
+    r = run_toolchain("export", "--target", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "b2"))
+    _one_line_error(r, "absent.toml: no such board file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.toml", "bundle", "mine.toml"]
+    assert list((tmp_path / "bundle").iterdir()) == []
 
 
 def test_existing_output_needs_overwrite(tmp_path):

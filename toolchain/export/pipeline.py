@@ -19,6 +19,7 @@ import torch
 from runtime.bench import LatencyProbeError, impulse_latency, stream
 from runtime.boards import Board
 from runtime.bundle import Bundle, load_bundle
+from runtime.native_log import native_chatter
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
@@ -139,7 +140,8 @@ def _tensor_specs(details: dict[str, dict], names: list[str]) -> list[dict[str, 
 def _tflite_graph_spec(model: bytes, file: str) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
-    run = Interpreter(model_content=model).get_signature_runner()
+    with native_chatter("litert"):  # its XNNPACK INFO line, shown with --verbose
+        run = Interpreter(model_content=model).get_signature_runner()
     ins, outs = run.get_input_details(), run.get_output_details()
     states = sorted(k for k in ins if k.startswith("state_in_"))
     return {

@@ -26,6 +26,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
+from runtime.native_log import native_chatter  # noqa: E402
 from toolchain.models.streaming import (  # noqa: E402
     CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf, state_names)
 
@@ -231,7 +232,9 @@ def convert(model: keras.Model, n_states: int,
 
     # Through Keras' own SavedModel export: the converter then freezes the variables
     # (a bare concrete function keeps them as resource variables the calibrator cannot read).
-    with tempfile.TemporaryDirectory() as tmp:
+    # The converter prints from C++ ("fully_quantize: 0, inference_type: 6 ...") and warns from
+    # Python (its calibrator's deprecated tf.lite.Interpreter): kept off the terminal, --verbose shows it.
+    with tempfile.TemporaryDirectory() as tmp, native_chatter("tensorflow"):
         model.export(tmp, format="tf_saved_model", verbose=False)
         return _convert_saved(tmp, n_states, representative, int16x8, fp32)
 

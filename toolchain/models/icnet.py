@@ -450,7 +450,7 @@ class PsiICNetConfig:
         if isinstance(self.encoder, dict):
             object.__setattr__(self, "encoder", ICNetConfig.from_dict(self.encoder))
         if self.n_psi not in PSI_SIZES:
-            raise ValueError(f"ψ-ICNet config: n_psi must be 3 or 6 (seed 000), got {self.n_psi!r}")
+            raise ValueError(f"ψ-ICNet config: n_psi must be 3 or 6 (Pellatt et al. 2025), got {self.n_psi!r}")
         for name in ("n_animals", "fusion_layers", "fusion_kernel", "expand_kernel"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

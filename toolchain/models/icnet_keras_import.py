@@ -131,7 +131,7 @@ def config_from_yaml(values: dict[str, Any], source: str = CONFIG_NAME) -> ICNet
     def expect(key: str, want: float, what: str) -> None:
         v = num(key)
         if v is not None and not _close(v, want):
-            raise ICNetImportError(f"{source}: {key} is {values[key]!r}, but ICNet (seed 001) has {what} {want:g}; "
+            raise ICNetImportError(f"{source}: {key} is {values[key]!r}, but ICNet (Drakopoulos et al. 2025) has {what} {want:g}; "
                                    "these weights are not the ICNet architecture")
 
     expect("fs_audio", FS_AUDIO, "an audio rate of")
@@ -450,7 +450,7 @@ def _assemble(layers: list[_Layer], has_graph: bool, config: ICNetConfig, source
     want = [(c.encoder_kernel, chain[i], chain[i + 1]) for i in range(len(chain) - 1)]
     got = [tuple(u.kernel.shape) for u in enc]
     if got != want:
-        raise ICNetImportError(f"{source}: encoder convs {got} do not match ICNet's {want} (seed 001)")
+        raise ICNetImportError(f"{source}: encoder convs {got} do not match ICNet's {want} (Drakopoulos et al. 2025)")
     for u in enc:
         if u.bias is None or u.alpha is None:
             raise ICNetImportError(f"{source}: encoder conv {u.layer!r} lacks its bias or PReLU")
@@ -460,7 +460,7 @@ def _assemble(layers: list[_Layer], has_graph: bool, config: ICNetConfig, source
             raise ICNetImportError(f"{source}: decoder {u.layer!r} has {u.cout} outputs; the config says "
                                    f"{c.decoder_units} units × {c.n_classes} classes = {units_out}")
         if u.bias is not None:
-            raise ICNetImportError(f"{source}: decoder {u.layer!r} has a bias; ICNet's decoder has none (seed 001)")
+            raise ICNetImportError(f"{source}: decoder {u.layer!r} has a bias; ICNet's decoder has none (Drakopoulos et al. 2025)")
     if len(dec) != c.n_branches or len(time_units) != c.n_branches:
         raise ICNetImportError(f"{source}: found {len(dec)} decoders and {len(time_units)} time branches; "
                                f"{config_source or 'the architecture'} says n_decoders = {c.n_branches}")

@@ -192,7 +192,7 @@ def psi_for_audiogram(mapping: Mapping[str, Any] | None, thresholds_db_hl: Seque
     given explicitly (``toolchain verify --psi / --psi-normal``).
     """
     if mapping is None:
-        raise ValueError("the ψ-ICNet checkpoint has no audiogram → ψ map (a user-supplied map; seed 000 learns ψ "
+        raise ValueError("the ψ-ICNet checkpoint has no audiogram → ψ map (a user-supplied map; ψ-ICNet, Pellatt et al. 2025, learns ψ "
                          "per animal, not from audiograms)")
     w = np.asarray(mapping.get("weight"), np.float64)
     b = np.asarray(mapping.get("bias", np.zeros(n_psi)), np.float64).reshape(-1)

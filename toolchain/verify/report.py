@@ -17,6 +17,9 @@ Sections (DESIGN.md, "Verification on the full-precision path"):
   user-supplied map, not from the seeds (seed 000 learns ψ per animal from recordings). Without
   either it is reported as "not run" with what is missing, never as a number.
 
+Each section carries a ``verdict`` against its baseline (:mod:`toolchain.verify.verdicts`): red
+("HARM") where the device does worse than its baseline, "not judged" where there are no numbers.
+
 Any user mistake — a missing or malformed weights file, a ``config.yaml`` that does not match
 the architecture, a bad bundle, an unwritable output — raises :class:`VerifyError` (a
 ``ValueError``) whose ``str()`` is one line; the CLI prints it and exits with status 2.
@@ -40,10 +43,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from runtime.atomic import atomic_write
+from runtime.atomic import OutputPathError, atomic_write, check_output_path
 from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
 from toolchain.verify.hearing import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
 from toolchain.verify.hearing import align as _align
+from toolchain.verify.verdicts import PAPERS, judge, self_noise_section
 
 REPORT_FORMAT = "hx-verify-report/1"
 
@@ -133,6 +137,8 @@ def _without_examples(v: Any) -> Any:
 
 
 def _check_writable(path: Path, what: str) -> None:
+    """Before minutes of work: the report path must be one the atomic writer will write (not a
+    directory, device, FIFO or socket; a writable directory), else a one-line VerifyError."""
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise VerifyError(f"{path}: is a directory; --{what} needs a file name")
@@ -140,6 +146,10 @@ def _check_writable(path: Path, what: str) -> None:
         raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not a directory)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VerifyError(f"{path}: cannot write the {what} report ({parent} is not writable)")
+    try:
+        check_output_path(path, what=f"{what} report")
+    except OutputPathError as e:
+        raise VerifyError(str(e)) from None
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -235,6 +245,8 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     json_path, html_path = opts.outputs()
     _check_writable(json_path, "json")
     _check_writable(html_path, "html")
+    if os.path.abspath(json_path) == os.path.abspath(html_path):
+        raise VerifyError(f"{json_path}: --json and --html name the same file")
     m = bundle.manifest
     fs = int(m.sample_rate)
     audiogram = dict(m.audiogram) if m.audiogram else None
@@ -279,6 +291,8 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
         a, lag = _align(x, y, max_lag)
         compensated.append(a)
         lags.append(lag)
+    # The float graph, aligned the same way: HASPI of the device against it is the device-vs-fp32 verdict.
+    float_graph = [_align(x, y, max_lag)[0] for x, y in zip(clean, y32)]
 
     # ---------------------------------------------------------------- pyclarity
     haspi_v2, NALR, why = clarity_tools()
@@ -294,10 +308,12 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
                                for x in clean]
         nalr_section = {"status": "ok", "taps": NALR_TAPS + 1, "delay_removed_samples": NALR_TAPS // 2}
     report["nal_r"] = nalr_section
-    report["haspi"] = _haspi_section(haspi_v2, why, audiogram, clean, conditions, fs, progress)
+    report["haspi"] = _haspi_section(haspi_v2, why, audiogram, clean, {**conditions, "fp32": float_graph}, fs, progress)
+    report["self_noise"] = self_noise_section(m.metrics, getattr(m, "default_graph", None))
 
     # ---------------------------------------------------------------- midbrain
     report["midbrain"] = _midbrain_section(opts, models, audiogram, clean, conditions, fs, device, progress, lags)
+    judge(report)  # every section against its baseline (toolchain/verify/verdicts.py)
     report["elapsed_seconds"] = round(time.perf_counter() - t_start, 2)
 
     progress("writing the report")
@@ -367,7 +383,8 @@ def _haspi_section(haspi_v2: Any, why: str | None, audiogram: Mapping[str, Any] 
 
 _NO_PSI_CHECKPOINT = ("no ψ-ICNet checkpoint (--psi-icnet FILE): there is no impaired midbrain model, so how much "
                       "of the hearing-loss gap the compensator closes was not measured")
-_MAP_SOURCE = "the checkpoint's audiogram → ψ map (user-supplied with the checkpoint, not from seed 000)"
+_MAP_SOURCE = ("the checkpoint's audiogram → ψ map (user-supplied with the checkpoint; ψ-ICNet, Pellatt et al. "
+               "2025, learns ψ per animal, not from audiograms)")
 
 
 def _resolve_psi(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, Any] | None
@@ -390,7 +407,7 @@ def _resolve_psi(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, A
         missing.append("the bundle has no audiogram and no --psi was given")
     elif models.psi_map is None:
         missing.append("no --psi was given and the ψ-ICNet checkpoint has no audiogram → ψ map (a user-supplied map; "
-                       "seed 000 learns ψ per animal, not from audiograms)")
+                       "ψ-ICNet, Pellatt et al. 2025, learns ψ per animal, not from audiograms)")
     if opts.psi_normal is not None:
         psi_nh, sources["normal"] = np.asarray(opts.psi_normal, np.float32), "--psi-normal"
     elif models.psi_map is None:
@@ -420,20 +437,19 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
     from toolchain.models.icnet import ICNet
     from toolchain.verify.neural import MidbrainModel, compare, time_model
 
+    sec: dict[str, Any] = {"alignment_lag_samples": list(lags)}
+    if models.icnet is not None:  # the layer table of the weights given; random weights get none
+        sec["architecture"] = _architecture(models.icnet)
     if models.icnet is None and models.psi is None:
         torch.manual_seed(opts.seed)
-        arch_net = ICNet()
-    else:
-        arch_net = models.icnet
-    sec: dict[str, Any] = {"architecture": _architecture(arch_net), "alignment_lag_samples": list(lags)}
-    if models.icnet is None and models.psi is None:
+        random_net = ICNet()
         sec["status"] = "not run"
         sec["reason"] = ("no ICNet weights given (--icnet-weights FILE with its config.yaml) and no ψ-ICNet "
                          "checkpoint (--psi-icnet FILE); the project cannot download them, so no midbrain fidelity "
                          "numbers exist for this bundle")
         sec["comparisons"] = {"impaired": {"status": "not run", "reason": _NO_PSI_CHECKPOINT}}
         progress("timing ICNet (random weights, speed only)")
-        timing = time_model(MidbrainModel("ICNet (random initialisation)", arch_net), device,
+        timing = time_model(MidbrainModel("ICNet (random initialisation)", random_net), device,
                             seconds=opts.timing_seconds, batch_frames=opts.batch_frames, seed=opts.seed)
         timing["weights"] = "random initialisation: timing only, no fidelity numbers"
         sec["timing"] = timing
@@ -560,9 +576,9 @@ def _plots(data: Mapping[str, Any], clean: Sequence[np.ndarray], y8: Sequence[np
         fig = Figure(figsize=(9, 2.8))
         ax1, ax2 = fig.subplots(1, 2)
         ax1.bar(names, [conds[k]["feve"] if conds[k]["feve"] is not None else np.nan for k in names], color="#4477aa")
-        ax1.set_ylabel("FEVE (Eq. 4)")
+        ax1.set_ylabel("FEVE")
         ax2.bar(names, [conds[k]["kl_w"] if conds[k]["kl_w"] is not None else np.nan for k in names], color="#ee6677")
-        ax2.set_ylabel("KL_W (Eq. 5)")
+        ax2.set_ylabel("KL_W")
         for ax in (ax1, ax2):
             ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         fig.suptitle(f"{key}: {cmp['test_model']}", fontsize=9)
@@ -598,7 +614,25 @@ def _img(plots: Mapping[str, str], key: str) -> str:
     return f'<img alt="{key}" src="data:image/png;base64,{plots[key]}">' if key in plots else ""
 
 
+#: How a verdict level reads on the page (toolchain/verify/verdicts.py): red where the device does harm.
+_VERDICT_LABEL = {"ok": ("ok", "ok"), "warn": ("below target", "warn"), "harm": ("HARM", "harm"),
+                  "none": ("not judged", "off")}
+
+
+def _overall(verdict: Mapping[str, Any]) -> str:
+    """The report's verdict in words: the worst judged section, and what was not judged."""
+    label = _VERDICT_LABEL.get(str(verdict.get("level")), ("not judged",))[0]
+    judged, skipped = verdict.get("judged") or [], verdict.get("not_judged") or []
+    text = f"{label} (worst of {len(judged)} judged section(s))" if judged else "not judged (no section had numbers)"
+    return text + (f"; not judged: {', '.join(skipped)}" if skipped and judged else "")
+
+
 def _status(sec: Mapping[str, Any]) -> str:
+    v = sec.get("verdict")
+    if isinstance(v, Mapping):  # a judged section shows its verdict, never a bare "ok"
+        label, cls = _VERDICT_LABEL.get(str(v.get("level")), ("not judged", "off"))
+        reason = f" ({html.escape(str(sec['reason']))})" if sec.get("reason") and v.get("level") != "none" else ""
+        return f'<p class="status {cls}"><b>{label}</b> — {html.escape(str(v.get("text", "")))}{reason}</p>'
     st = str(sec.get("status", "?"))
     cls = {"ok": "ok", "partial": "warn"}.get(st, "off")
     reason = f" — {html.escape(str(sec['reason']))}" if sec.get("reason") else ""
@@ -609,21 +643,24 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     """The self-contained HTML page (plots embedded as base64 PNG)."""
     b = data["bundle"]
     ag = b.get("audiogram") or {}
+    verdict = data.get("verdict") if isinstance(data.get("verdict"), Mapping) else {}
+    overall_cls = _VERDICT_LABEL.get(str(verdict.get("level")), ("", "off"))[1]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>verify: " + html.escape(str(b["path"])) + "</title>",
         "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:90%}"
-        ".status{padding:4px 8px;border-radius:4px}.ok{background:#e6f4ea}.warn{background:#fff4d6}"
-        ".off{background:#f4e6e6}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
+        ".status{padding:4px 8px;border-radius:4px}.ok{background:#e6f4ea}.warn{background:#fff4d6}.harm{background:#f6c6c6;color:#800}"
+        ".off{background:#eeeeee}img{max-width:100%}code{background:#f4f4f4}</style></head><body>",
         f"<h1>Verification report</h1><p>bundle <code>{html.escape(str(b['path']))}</code>: "
         f"{html.escape(str(b['model']))} → {html.escape(str(b['target']))}, {b['sample_rate']} Hz, block {b['block']}; "
         f"audiogram {html.escape(str(ag.get('name', 'none')))} "
         f"({', '.join(_fmt(v, 0) for v in ag.get('thresholds_db_hl', []))} dB HL)</p>",
         f"<p>device: {html.escape(data['device']['note'])}; precision {data['device']['precision']}; "
         f"created {data['created_utc']}; {data.get('elapsed_seconds', 0):.1f} s</p>",
+        f'<p class="status {overall_cls}">overall: <b>{html.escape(_overall(verdict))}</b></p>',
     ]
     s = data["int8_vs_fp32"]
-    parts += ["<h2>int8 vs fp32</h2>", _status(s),
+    parts += ["<h2>Device vs fp32</h2>", _status(s),
               f"<table><tr><th>manifest SNR</th><th>measured SNR</th><th>audio</th></tr><tr><td>{_fmt(s['manifest_snr_db'], 2)} dB</td>"
               f"<td>{_fmt(s['measured_snr_db'], 2)} dB</td><td>{_fmt(s['test_seconds'], 1)} s</td></tr></table>",
               f"<p>{html.escape(s['what'])}</p>", _img(plots, "int8")]
@@ -640,7 +677,15 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         parts.append("<table><tr><th>condition</th><th>HASPI v2</th></tr>" + "".join(
             f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['mean'])}</td></tr>" for k, v in h["scores"].items()) + "</table>")
         parts.append(_img(plots, "haspi"))
-    parts += ["<h2>NAL-R</h2>", _status(data["nal_r"])]
+    parts += ["<h2>Device vs NAL-R</h2>", _status(data["nal_r"])]
+    sn = data.get("self_noise") or {}
+    parts += ["<h2>Self-noise</h2>", _status(sn)]
+    if sn.get("status") == "ok":
+        parts.append("<table><tr><th>equivalent input noise</th><th>output for silence</th><th>input clip level</th>"
+                     f"<th>SNR vs fp32 by speech level</th></tr><tr><td>{_fmt(sn.get('equivalent_input_noise_db_spl'), 1)} dB SPL</td>"
+                     f"<td>{_fmt(sn.get('silence_output_db_spl'), 1)} dB SPL</td><td>{_fmt(sn.get('input_clip_level_db_spl'), 1)} dB SPL</td>"
+                     "<td>" + ", ".join(f"{html.escape(k)} dB SPL: {_fmt(v, 1)} dB" for k, v in
+                                        (sn.get("snr_by_level_db") or {}).items()) + "</td></tr></table>")
     mb = data["midbrain"]
     parts += ["<h2>Midbrain fidelity (ICNet / ψ-ICNet, fp32)</h2>", _status(mb)]
     if mb.get("timing"):
@@ -670,13 +715,15 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         parts.append(_img(plots, f"responses_{key}"))
     arch = mb.get("architecture")
     if arch:
-        parts.append(f"<h3>ICNet architecture (seed 001): {arch['parameters']:,} parameters</h3><table>"
+        parts.append(f"<h3>ICNet architecture of the weights given ({html.escape(PAPERS['icnet'])}): "
+                     f"{arch['parameters']:,} parameters</h3><table>"
                      "<tr><th>layer</th><th>output (one 10240-sample frame)</th><th>parameters</th></tr>" + "".join(
                          f"<tr><td>{html.escape(r['layer'])}</td><td>{' × '.join(map(str, r['output_shape']))}</td>"
                          f"<td>{r['parameters']:,}</td></tr>" for r in arch["layers"]) + "</table>")
-    parts.append("<p>FEVE: seed 000 Eq. 4 with covariance weights normalised to a weighted mean; KL_W: Eq. 5, "
-                 "predicted histogram = expected count distribution. Gap closed = (processed − unprocessed) / "
-                 "(ceiling − unprocessed).</p></body></html>")
+    parts.append("<p>FEVE: the fraction of explainable variance explained, weighted by each channel's cross-trial "
+                 "covariance (normalised to a weighted mean); KL_W: the covariance-weighted divergence between "
+                 f"predicted and reference count distributions; both as defined for {html.escape(PAPERS['psi_icnet'])}. "
+                 "Gap closed = (processed − unprocessed) / (ceiling − unprocessed).</p></body></html>")
     return "\n".join(parts)
 
 
@@ -725,16 +772,34 @@ def options_from_args(args: argparse.Namespace) -> VerifyOptions:
                          level_db_spl=args.level, batch_frames=args.batch_frames, seed=args.seed)
 
 
+def _verdict_line(name: str, sec: Mapping[str, Any]) -> str:
+    """``name: HARM — text`` for a judged section (the terminal's view of the verdict)."""
+    v = sec.get("verdict") or {}
+    label = _VERDICT_LABEL.get(str(v.get("level")), ("not judged", "off"))[0]
+    return f"  verdict ({name}): {label} — {v.get('text', '')}"
+
+
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """The terminal summary: the figures of each section, each followed by its verdict."""
     s, lat, h, mb = report["int8_vs_fp32"], report["latency"], report["haspi"], report["midbrain"]
-    lines = [f"int8 vs fp32: {s['measured_snr_db']:.2f} dB measured ({_fmt(s['manifest_snr_db'], 2)} dB in the manifest)",
+    lines = [f"device vs fp32: {s['measured_snr_db']:.2f} dB SNR measured ({_fmt(s['manifest_snr_db'], 2)} dB in the "
+             "manifest)", _verdict_line("device vs fp32", s),
              f"latency: {lat['algorithmic_latency_ms']:.2f} ms algorithmic (impulse {_fmt(lat.get('impulse_samples'))} "
-             f"samples, budget {_fmt(lat.get('budget_ms'), 2)} ms)"]
+             f"samples, budget {_fmt(lat.get('budget_ms'), 2)} ms)", _verdict_line("latency vs budget", lat)]
     if h.get("status") == "ok":
         lines.append("HASPI v2: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in h["scores"].items()))
     else:
         lines.append(f"HASPI v2: {h['status']} ({h.get('reason')})")
-    lines.append(f"NAL-R: {report['nal_r']['status']}" + (f" ({report['nal_r'].get('reason')})" if report['nal_r'].get('reason') else ""))
+    lines.append(_verdict_line("device vs unprocessed", h))
+    n = report["nal_r"]
+    lines.append(f"NAL-R: {'scored' if n.get('status') == 'ok' else n['status']}"
+                 + (f" ({n.get('reason')})" if n.get("reason") else ""))
+    lines.append(_verdict_line("device vs NAL-R", n))
+    sn = report.get("self_noise") or {}
+    if sn:
+        lines.append(f"self-noise: equivalent input noise {_fmt(sn.get('equivalent_input_noise_db_spl'), 1)} dB SPL"
+                     if sn.get("status") == "ok" else f"self-noise: {sn.get('status')} ({sn.get('reason')})")
+        lines.append(_verdict_line("self-noise", sn))
     line = f"midbrain: {mb['status']}"
     if mb.get("reason"):
         line += f" ({mb['reason']})"
@@ -745,9 +810,12 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
                                                  for k, v in cmp["conditions"].items()))
         else:
             lines.append(f"  {key}: {cmp.get('status')} ({cmp.get('reason')})")
+    lines.append(_verdict_line("midbrain", mb))
     if mb.get("timing"):
         t = mb["timing"]
         lines.append(f"ICNet speed: {t['seconds_per_second']:.3f} s per second of audio on {t['device']} ({t['weights']})")
+    if isinstance(report.get("verdict"), Mapping):
+        lines.append(f"overall: {_overall(report['verdict'])}")
     if report.get("outputs"):
         lines.append(f"report: {report['outputs']['json']}, {report['outputs']['html']}")
     return lines

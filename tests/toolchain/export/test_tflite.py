@@ -195,3 +195,42 @@ def test_16x8_is_far_closer_to_fp32_than_int8(leaky_bundle):
           f"(manifest: int8 {mt['int8_vs_fp32_snr_db']}, 16x8 {mt['int16x8_vs_fp32_snr_db']})")
     assert s16 > s8 + 15.0
     assert mt["int16x8_vs_fp32_snr_db"] > mt["int8_vs_fp32_snr_db"] + 15.0
+
+
+def test_converter_chatter_is_kept_off_the_terminal_and_logged(capfd, caplog):
+    """Issue 17: TensorFlow's converter prints ``fully_quantize: 0, ...`` from C++ on fd 2 (and the
+    calibrator warns about tf.lite.Interpreter); export captures it and logs it on ``hx.native``
+    at DEBUG (what --verbose shows) instead of drawing over the progress bar."""
+    import logging
+
+    from torch import nn
+
+    from toolchain.export.tflite import build_keras_step, convert
+    from toolchain.models.streaming import CausalConv1d, StreamingGraph
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = CausalConv1d(1, 2, 3)
+            self.o = CausalConv1d(2, 1, 1)
+
+        def forward(self, x):
+            return self.o(self.c(x))
+
+    g = StreamingGraph(Tiny())
+    km = build_keras_step(g, 16)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(8):
+            yield [rng.uniform(-0.5, 0.5, (1, 1, 16, 1)).astype(np.float32),
+                   *[rng.uniform(-0.5, 0.5, (1, 1, s.frames, s.channels)).astype(np.float32) for s in g.slots]]
+
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG, logger="hx.native"):
+        art = convert(km, len(g.slots), representative)
+    err = capfd.readouterr().err
+    assert art.int8 and art.fp32
+    assert "fully_quantize" not in err and "XNNPACK" not in err and "deprecated" not in err, err
+    logged = [r.getMessage() for r in caplog.records if r.name == "hx.native"]
+    assert any(m.startswith("[tensorflow] ") and "fully_quantize" in m for m in logged), logged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -155,18 +156,27 @@ def test_report_without_weights_says_the_neural_check_did_not_run(tmp_path, fake
     assert s["manifest_snr_db"] == 27.5 and 20 < s["measured_snr_db"] < 80 and len(s["per_clip_snr_db"]) == 2
     lat = data["latency"]
     assert lat["impulse_samples"] == 16 and lat["impulse_matches_manifest"] and lat["within_budget"]
-    assert data["haspi"] == {"status": "not available", "reason": "pyclarity not installed"}
+    assert data["haspi"]["status"] == "not available" and data["haspi"]["reason"] == "pyclarity not installed"
     assert data["nal_r"]["status"] == "not available"
+    # Issue 17: every section judged against its baseline; a section without numbers is never "ok".
+    assert s["verdict"]["level"] == ("ok" if s["measured_snr_db"] >= 27.5 - 3 else "warn")
+    assert lat["verdict"] == {"level": "ok", "text": "1.00 ms algorithmic against the board's budget of 5 ms (within)"}
+    for key in ("haspi", "nal_r", "midbrain", "self_noise"):
+        assert data[key]["verdict"]["level"] == "none", (key, data[key]["verdict"])
+    assert "pyclarity not installed" in data["haspi"]["verdict"]["text"]
+    assert data["verdict"]["level"] == "ok" and sorted(data["verdict"]["judged"]) == ["int8_vs_fp32", "latency"]
+    assert sorted(data["verdict"]["not_judged"]) == ["haspi", "midbrain", "nal_r", "self_noise"]
     mb = data["midbrain"]
     assert mb["status"] == "not run" and "no ICNet weights" in mb["reason"] and "no ψ-ICNet checkpoint" in mb["reason"]
     # No fidelity numbers without weights: the impaired comparison says what is missing, with no number.
     assert mb["comparisons"] == {"impaired": {"status": "not run", "reason": rp._NO_PSI_CHECKPOINT}}
     assert "no ψ-ICNet checkpoint (--psi-icnet FILE)" in mb["comparisons"]["impaired"]["reason"]
     assert mb["timing"]["seconds_per_second"] > 0 and "random" in mb["timing"]["weights"]
-    assert mb["architecture"]["parameters"] == 6_589_600
+    assert "architecture" not in mb  # no ICNet layer table for random weights
     assert mb["alignment_lag_samples"] == [3, 3]
     page = html_path.read_text()
-    assert "not run" in page and "pyclarity not installed" in page
+    assert "not judged" in page and "pyclarity not installed" in page and "ICNet architecture" not in page
+    assert "seed 00" not in page and "Eq. " not in page
     assert len(re.findall(r"data:image/png;base64,", page)) >= 2
     lines = rp.summary_lines(rep)
     assert any(line.startswith("midbrain: not run") for line in lines)
@@ -195,7 +205,8 @@ def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
     rep = run_verify(opts, progress=lambda s: None, bundle=fake_bundle, speech=_speech(1, 0.25), compensate=_int8,
                      fp32=_fp32, latency_probe=lambda: 16)
     data = _read(tmp_path / "r.json")
-    assert data["haspi"]["status"] == "ok" and set(data["haspi"]["scores"]) == {"unprocessed", "compensated", "nal-r"}
+    assert data["haspi"]["status"] == "ok"
+    assert set(data["haspi"]["scores"]) == {"unprocessed", "compensated", "nal-r", "fp32"}
     assert data["haspi"]["scores"]["nal-r"]["mean"] == pytest.approx(1.0)  # a pure delay, removed
     assert data["nal_r"]["status"] == "ok" and calls["nalr"] == 1
     mb = data["midbrain"]
@@ -210,6 +221,63 @@ def test_report_with_weights_and_pyclarity(tmp_path, fake_bundle, monkeypatch):
     assert "examples" not in json.dumps(data)
     assert "normal_hearing_icnet" in (tmp_path / "r.html").read_text()
     assert rep["outputs"]["json"] == str(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("case", ["device", "fifo", "same"])
+def test_report_paths_that_are_not_ours_are_refused_before_any_work(tmp_path, fake_bundle, case):
+    """Issue 17: a device node (made here with mknod), a FIFO, or --json = --html: one line before the run."""
+    import stat
+
+    from tests.conftest import make_char_device
+
+    if case == "device":
+        target, test = make_char_device(tmp_path / "null"), stat.S_ISCHR
+    elif case == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        target, test = tmp_path / "fifo", stat.S_ISFIFO
+    else:
+        target, test = tmp_path / "same.out", None
+    html_path = target if case == "same" else tmp_path / "r.html"
+    opts = VerifyOptions(bundle=fake_bundle.path, device="cpu", json_path=target, html_path=html_path)
+    ran = []
+    with pytest.raises(VerifyError) as e:
+        run_verify(opts, progress=ran.append, bundle=fake_bundle, speech=_speech(), compensate=_int8, fp32=_fp32,
+                   latency_probe=lambda: 16)
+    msg = _one_line(e)
+    assert msg.startswith(str(target)) and ran == []
+    assert {"device": "is a character device", "fifo": "is a FIFO", "same": "--json and --html name the same file"}[case] in msg
+    if test is not None:
+        assert test(os.lstat(target).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, "bundle-rpi4"] if case != "same" else ["bundle-rpi4"])
+
+
+def test_report_is_red_where_the_device_does_harm(tmp_path, fake_bundle, monkeypatch):
+    """Issue 17: a device that scores below unprocessed speech (and below its own float graph and
+    NAL-R) is judged "HARM" in red, never "ok" in green; the overall verdict is the worst section."""
+    haspi_v2, NALR, _ = _fake_clarity()
+    monkeypatch.setattr(rp, "clarity_tools", lambda: (haspi_v2, NALR, None))
+    rng = np.random.default_rng(1)
+
+    def noisy_device(x: np.ndarray) -> np.ndarray:  # the float graph plus noise at the signal's own level
+        y = _fp32(x)
+        return (y + rng.standard_normal(y.size) * float(np.std(y))).astype(np.float32)
+
+    opts = VerifyOptions(bundle=fake_bundle.path, device="cpu", clips=2, timing_seconds=0.2,
+                         json_path=tmp_path / "r.json", html_path=tmp_path / "r.html")
+    rep = run_verify(opts, progress=lambda s: None, bundle=fake_bundle, speech=_speech(2, 0.3), compensate=noisy_device,
+                     fp32=_fp32, latency_probe=lambda: 16)
+    data = _read(tmp_path / "r.json")
+    scores = {k: v["mean"] for k, v in data["haspi"]["scores"].items()}
+    assert scores["compensated"] < scores["unprocessed"] - 0.1
+    assert data["haspi"]["verdict"]["level"] == "harm" and "LESS with the device" in data["haspi"]["verdict"]["text"]
+    assert data["int8_vs_fp32"]["verdict"]["level"] == "harm"  # worse than its own float graph
+    assert data["nal_r"]["verdict"]["level"] == "warn" and "less than the classic fitting" in data["nal_r"]["verdict"]["text"]
+    assert data["verdict"]["level"] == "harm"
+    page = (tmp_path / "r.html").read_text()
+    assert '<p class="status harm"><b>HARM</b>' in page and "Kates &amp; Arehart 2021" in page
+    lines = rp.summary_lines(rep)
+    assert any(line.startswith("  verdict (device vs unprocessed): HARM") for line in lines), lines
+    assert lines[-2].startswith("overall: HARM")
 
 
 def test_psi_icnet_checkpoint_round_trip_and_errors(tmp_path):
@@ -300,7 +368,7 @@ def test_impaired_comparison_without_psi_says_what_is_missing(tmp_path, fake_bun
     assert set(imp) == {"status", "reason"} and imp["status"] == "not run"
     assert imp["reason"].startswith("no ψ for this audiogram: no --psi was given and the ψ-ICNet checkpoint has no "
                                     "audiogram → ψ map")
-    assert "seed 000 learns ψ per animal" in imp["reason"] and "--psi-normal" in imp["reason"]
+    assert "Pellatt et al. 2025, learns ψ per animal" in imp["reason"] and "--psi-normal" in imp["reason"]
     assert any("impaired: not run (no ψ for this audiogram" in line for line in rp.summary_lines(rep))
     # --psi alone: the listener's ψ is there, the normal-hearing reference's is not.
     run_verify(VerifyOptions(**common, psi=(1.0, 2.0, 3.0)), **kw)
@@ -322,7 +390,7 @@ def test_psi_from_the_users_map_is_labelled_as_such():
     models = rp._Models(psi=net, psi_map={"weight": w, "bias": [0.0, 1.0, 0.0]})
     hi, nh, src, why = rp._resolve_psi(VerifyOptions(bundle=Path(".")), models, ag)
     assert why is None and np.allclose(hi, [3.55, 1.0, 0.0]) and np.allclose(nh, [0.0, 1.0, 0.0])
-    assert "user-supplied" in src["impaired"] and "not from seed 000" in src["normal"] and "0 dB HL" in src["normal"]
+    assert "user-supplied" in src["impaired"] and "not from audiograms" in src["normal"] and "0 dB HL" in src["normal"]
     hi, nh, src, why = rp._resolve_psi(VerifyOptions(bundle=Path("."), psi=(1.0, 2.0, 3.0)), models, ag)
     assert src["impaired"] == "--psi" and np.allclose(hi, [1, 2, 3]) and np.allclose(nh, [0.0, 1.0, 0.0])
     bad = rp._Models(psi=net, psi_map={"weight": np.zeros((6, 8))})
@@ -343,7 +411,7 @@ def test_cli_verify_on_the_default_bundle_with_real_pyclarity(default_bundle, tm
     assert r.returncode == 0, r.stderr[-3000:]
     data = _read(js)
     h = data["haspi"]
-    assert h["status"] == "ok" and set(h["scores"]) == {"unprocessed", "compensated", "nal-r"}
+    assert h["status"] == "ok" and set(h["scores"]) == {"unprocessed", "compensated", "nal-r", "fp32"}
     for name, s in h["scores"].items():
         assert len(s["per_clip"]) == 1 and 0.0 <= s["mean"] <= 1.0 and np.isfinite(s["mean"]), name
     assert data["nal_r"]["status"] == "ok"
