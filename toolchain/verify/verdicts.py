@@ -43,6 +43,8 @@ SNR_SLACK_DB = 3.0
 #: The softest sound a hearing aid passes (DESIGN.md: 30-110 dB SPL): an equivalent input noise
 #: above it means the device's own noise is as loud as the soft speech it must make audible.
 SOFT_SPEECH_DB_SPL = 30.0
+#: ANSI S3.22-style equivalent input noise a good hearing aid keeps under (round 2 · 1 of 6 target).
+EIN_TARGET_DB_SPL = 20.0
 
 #: The papers the report cites, in the words a reader can look up.
 PAPERS = {
@@ -187,6 +189,8 @@ def self_noise(report: Mapping[str, Any]) -> dict[str, str]:
             "SPL of the softest speech a hearing aid must pass")
     if ein > SOFT_SPEECH_DB_SPL:
         return _v("harm", text + ": the device's own noise is as loud as soft speech")
+    if ein > EIN_TARGET_DB_SPL:
+        return _v("warn", text + f" (below it, but above the {EIN_TARGET_DB_SPL:g} dB SPL a good aid keeps under)")
     return _v("ok", text + " (below)")
 
 
