@@ -150,7 +150,7 @@ def int16x8_model(block: int, cache: Path) -> bytes:
 
 
 def _graph16():
-    """Random-weight SEANet of toolchain/train/recipes/prescription.toml's architecture, fitted."""
+    """Random-weight SEANet of toolchain/train/recipes/default.toml's architecture, fitted."""
     import torch
 
     from toolchain.models.seanet import SEANet, SEANetConfig

@@ -442,11 +442,13 @@ def _parse(d: Mapping[str, Any]) -> Manifest:
             raise _Fail(f"graphs.{key}.file {spec.file!r} is not listed in files")
         graphs[key] = spec
 
+    # Bundles from before the field ran their int8 graph; one that names its graph must have it.
     default_graph = d.get("default_graph", "int8")
-    _typed(default_graph, isinstance(default_graph, str) and default_graph in DEVICE_GRAPHS, "default_graph",
-           f"one of {', '.join(DEVICE_GRAPHS)}")
-    if default_graph not in graphs:
-        raise _Fail(f"default_graph {default_graph!r} is not in graphs (has: {', '.join(graphs)})")
+    if "default_graph" in d:
+        _typed(default_graph, isinstance(default_graph, str) and default_graph in DEVICE_GRAPHS, "default_graph",
+               f"one of {', '.join(DEVICE_GRAPHS)}")
+        if default_graph not in graphs:
+            raise _Fail(f"default_graph {default_graph!r} is not in graphs (has: {', '.join(graphs)})")
 
     metrics = d.get("metrics", {})
     _typed(metrics, isinstance(metrics, Mapping), "metrics", "an object")

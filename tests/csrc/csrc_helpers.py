@@ -147,7 +147,7 @@ def load_test_model() -> SeanetCase:
 
 # ----------------------------------------------------------------------------- the 16x8 model
 def _seanet16_config():
-    """The prescription recipe's architecture (toolchain/train/recipes/prescription.toml: the likely shipped
+    """The prescription recipe's architecture (toolchain/train/recipes/default.toml: the shipped
     16x8 default): leaky ReLU, 48-tap input and output convs, the NAL-R FIR skip over 2 channels."""
     from toolchain.models.seanet import SEANetConfig
 

@@ -122,9 +122,9 @@ def test_shipped_checkpoint_matches_its_recipe(shipped: tuple[SEANet, dict]) -> 
     model, extra = shipped
     recipe = load_recipe("default")
     assert model.config == recipe.model
-    # the shipped default keeps the int8 graph within 30 dB of fp32: filter skip + noise term
-    assert recipe.model.skip_taps == recipe.model.kernel_size and recipe.loss.quant_noise > 0
-    assert extra["final_quant_noise_snr_db"] > 30.0
+    # the shipped default is the classic prescription plus a learnt correction, in a family the 16x8
+    # device graph can run (LiteRT's 16x8 quantiser has no PRELU)
+    assert recipe.model.prescription == "nalr" and recipe.model.activation == "leaky_relu"
     assert extra["recipe_name"] == "default"
     assert Recipe.from_dict(extra["recipe"]) == dataclasses.replace(recipe, source=None)
     assert extra["steps"] == recipe.train.steps and extra["seed"] == recipe.train.seed
@@ -135,10 +135,12 @@ def test_shipped_checkpoint_matches_its_recipe(shipped: tuple[SEANet, dict]) -> 
     assert rows["moderate-sloping"]["compensated_perceptual_db"] < 0.7 * rows["moderate-sloping"]["unprocessed_perceptual_db"]
     assert rows["severe-sloping"]["compensated_perceptual_db"] < 0.8 * rows["severe-sloping"]["unprocessed_perceptual_db"]
     assert rows["moderate-sloping"]["compensated"] < 0.7 * rows["moderate-sloping"]["unprocessed"]
-    # Within the 0.89 full-scale maximum output (DESIGN.md: the runtime limiter's default) for the
-    # default fitting; the severe-sloping fitting overshoots a little and leans on the limiter.
-    assert rows["moderate-sloping"]["output_peak"] <= 0.89 and rows["mild-flat"]["output_peak"] <= 0.89
-    assert max(r["output_peak"] for r in rows.values()) <= 1.0
+    # The float model does not limit itself: NAL-R's linear gain takes loud peaks past the output limit
+    # and the device's limiter holds them (tests/runtime/test_engine.py). For the default fitting at
+    # conversational levels that stays rare; the severe-sloping fitting leans on the limiter more.
+    assert rows["mild-flat"]["output_over_limit_fraction"] <= 0.001
+    assert rows["moderate-sloping"]["output_over_limit_fraction"] <= 0.01
+    assert max(r["output_over_limit_fraction"] for r in rows.values()) <= 0.15
     levels = [rows[p]["output_level_db_spl"] for p in ("normal", "mild-flat", "moderate-sloping", "severe-sloping")]
     assert levels == sorted(levels) and levels[-1] > levels[0] + 20.0
 
