@@ -26,7 +26,7 @@ Typical use:
   toolchain run out/bundle-rpi4 --input in.wav --output out.wav
   toolchain stream out/bundle-rpi4 --device jack     live duplex audio (Ctrl-C stops)
   toolchain bench out/bundle-rpi4 --loopback jack --json bench.json --plot bench.png
-  toolchain evaluate --bundle out/bundle-rpi4 --out out/evaluation   HASPI v2 vs NAL-R, quiet and noise
+  toolchain evaluate --bundle out/bundle-rpi4 --out out/evaluation   HASPI/HASQI vs NAL-R (+ WDRC), quiet/noise/reverb
   toolchain fit --audiogram me.json --method wdrc --input in.wav --output out.wav   a classic fitting
 """
 
@@ -484,11 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from toolchain.verify.evaluate import add_evaluate_arguments, evaluate_main
 
-    ev = sub.add_parser("evaluate", help="HASPI v2 of unprocessed, NAL-R, teacher, student fp32 and int8 in quiet and noise",
-                        description="Score held-out synthetic speech in quiet and noise with pyclarity's HASPI v2 for several "
-                        "audiograms: unprocessed, NAL-R (the classic fitting), teacher fp32, student fp32 and the student's "
-                        "int8 bundle through the runtime. Writes evaluation.json, evaluation.md (one table, target checks) "
-                        "and evaluation.png.")
+    ev = sub.add_parser("evaluate", help="HASPI v2 / HASQI v2 of unprocessed, NAL-R, NAL-R + WDRC and the device, "
+                        "quiet, noise and reverberation",
+                        description="Score held-out speech (languages, voices and sentences no training split uses) at "
+                        "55/65/75 dB SPL in quiet, babble, speech-shaped noise and reverberation with pyclarity's HASPI v2 "
+                        "and HASQI v2 for several audiograms: unprocessed, NAL-R, NAL-R + WDRC (toolchain fit) and the "
+                        "device (each audiogram's bundle, its default graph through the runtime, limiter included). "
+                        "Writes evaluation.json, evaluation.md (pooled and per-cell tables, target checks with value, "
+                        "target and shortfall) and evaluation.png.")
     add_evaluate_arguments(ev)
     ev.set_defaults(func=evaluate_main)
     return p
