@@ -71,6 +71,7 @@ ALIGN_MAX_LAG_S = 0.01
 REVERB_T60_S = (0.3, 0.6)
 REVERB_DRR_DB = 0.0
 MAX_LATENCY_MS = 1.5
+MAX_IN_FLIGHT = 256  # score tasks queued for the worker processes (see _Scorer)
 NOISE_KINDS = ("babble", "speech-shaped", "pink", "white")
 DEFAULT_CONDITIONS: tuple[str, ...] = ("quiet", "babble:0", "babble:5", "speech-shaped:5", "reverb")
 # Issue 16's bounds.
@@ -332,8 +333,11 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 
 class _Scorer:
-    """Runs :func:`toolchain.verify.hearing.score_pair` in this process or in ``jobs`` worker processes,
-    with at most a few tasks in flight per worker (each holds two signals)."""
+    """Runs :func:`toolchain.verify.hearing.score_pair` in this process or in ``jobs`` worker processes.
+
+    Up to :data:`MAX_IN_FLIGHT` tasks wait (each holds two signals, ~0.3 MB for 2 s), so the main
+    process runs ahead: it exports the next audiogram's bundle while the workers score this one.
+    """
 
     def __init__(self, jobs: int) -> None:
         self.jobs = int(jobs)
@@ -352,7 +356,7 @@ class _Scorer:
             self.results[key] = (hp, hq)
             return
         self._pending.add(self._pool.submit(score_pair, task))
-        while len(self._pending) >= 3 * self.jobs:
+        while len(self._pending) >= max(3 * self.jobs, MAX_IN_FLIGHT):
             self._collect(FIRST_COMPLETED)
 
     def _collect(self, how: str) -> None:

@@ -12,8 +12,9 @@ import pytest
 from tests.conftest import run_toolchain
 from toolchain import cli
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.verify.evaluate import (LABELS, SYSTEMS, EvaluateError, EvaluateOptions, _stats, format_check,
-                                       make_audio, parse_condition, reverb_rir, target_checks)
+from toolchain.verify.evaluate import (LABELS, SYSTEMS, EvaluateError, EvaluateOptions, _Scorer, _stats,
+                                       format_check, make_audio, parse_condition, reverb_rir, target_checks)
+from toolchain.verify.hearing import haspi_level1
 
 
 def _one_line_exit_2(capsys, rc: int, *words: str) -> str:
@@ -93,6 +94,22 @@ def test_reverb_rir_decays_60_db_in_t60():
     sel = (edc < -5) & (edc > -25)
     slope = np.polyfit(t[sel], edc[sel], 1)[0]  # dB per second
     assert -60 / slope == pytest.approx(0.5, rel=0.1)
+
+
+@pytest.mark.slow  # two spawned workers import pyclarity: ~15 s on an idle 2-core machine
+def test_worker_processes_give_the_same_scores_as_one_process():
+    opts = EvaluateOptions(grid="tiny", seconds=0.5, conditions=("quiet", "speech-shaped:0"))
+    clean, inputs, _ = make_audio(opts, 16000)
+    tasks = [((c, 0), clean[0], inputs[c][0] * 3, 16000, (35.0, 35, 40, 50, 55, 60, 65, 65), haspi_level1(), 7)
+             for c in range(2)]
+    one, two = _Scorer(1), _Scorer(2)
+    for t in tasks:
+        one.submit(t)
+        two.submit(t)
+    one.finish()
+    two.finish()
+    assert one.results == two.results and len(one.results) == 2
+    assert one.results[(0, 0)][0] > one.results[(1, 0)][0]  # noise at 0 dB SNR lowers HASPI
 
 
 # ------------------------------------------------------------------------------ targets
