@@ -1,9 +1,12 @@
 """A deterministic synthetic speech-in-noise corpus (espeak-ng speech + generated noise).
 
-Nothing is downloaded: training, calibration and test audio are synthesised. The three splits
-use disjoint sentences (a fixed partition of ``sentences.txt`` by line index) and disjoint
-espeak-ng voices and variants, so the test split is audio that neither training nor int8
-calibration has heard.
+Nothing is downloaded: training, calibration and test audio are synthesised. The train, calib
+and test splits use disjoint sentences (a fixed partition of ``sentences.txt`` by line index) and
+disjoint espeak-ng voices and variants, so the test split is audio that neither training nor int8
+calibration has heard. Training code still looks at ``test`` (its validation and checkpoint
+choice), so ``heldout`` is the split that only ``toolchain evaluate`` reads: other languages
+(German, French, Spanish, Italian, Dutch: ``heldout_sentences.txt``, sentences in no other
+split), read by espeak-ng voices and variants that no other split uses.
 
 Determinism: an example depends only on ``(index, split, seed, config)`` (and the installed
 espeak-ng, whose version is part of the speech-cache key). Its random generator is seeded from
@@ -39,14 +42,16 @@ from toolchain.audio.io import resample
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 from runtime.atomic import atomic_write
 
-SPLITS: tuple[str, ...] = ("train", "calib", "test")
+SPLITS: tuple[str, ...] = ("train", "calib", "test", "heldout")
+#: The evaluation-only split (``toolchain evaluate``); no training, calibration or validation reads it.
+HELDOUT_SPLIT = "heldout"
 NOISE_TYPES: tuple[str, ...] = ("white", "pink", "brown", "speech-shaped", "babble", "hum")
 
 # Bump when synthesis, trimming or the cache file layout changes, so stale cache entries
 # are never mistaken for current ones.
 CORPUS_FORMAT_VERSION = 1
 
-_SPLIT_IDS = {"train": 0, "calib": 1, "test": 2}
+_SPLIT_IDS = {"train": 0, "calib": 1, "test": 2, "heldout": 3}
 # Sentence partition: line index modulo 10 → test 0, calib 5, train the other eight.
 _SENTENCE_MODULUS = 10
 _SENTENCE_RESIDUES = {"test": (0,), "calib": (5,), "train": (1, 2, 3, 4, 6, 7, 8, 9)}
@@ -83,6 +88,11 @@ SPLIT_VOICES: dict[str, VoicePool] = {
     "test": VoicePool(
         voices=("en-gb-scotland", "en-gb-x-gbcwmd"),
         variants=("m6", "m8", "f5", "klatt4", "john", "Alicia", "benjamin"),
+    ),
+    # Languages none of the other splits speak; each voice reads its own language's sentences.
+    "heldout": VoicePool(
+        voices=("de", "fr", "es", "it", "nl"),
+        variants=("Michael", "aunty", "Gene", "iven", "klatt5", "grandpa"),
     ),
 }
 
@@ -179,14 +189,48 @@ def load_sentences() -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
+@lru_cache(maxsize=1)
+def heldout_sentences() -> dict[str, tuple[str, ...]]:
+    """The held-out split's sentences by espeak-ng language: ``{"de": (...), "fr": (...), ...}``."""
+    text = resources.files("toolchain.audio").joinpath("heldout_sentences.txt").read_text(encoding="utf-8")
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip():
+            lang, sentence = line.split("\t", 1)
+            out.setdefault(lang.strip(), []).append(sentence.strip())
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _heldout_language(text: str) -> str:
+    for lang, sentences in heldout_sentences().items():
+        if text in sentences:
+            return lang
+    raise ValueError(f"{text!r} is not a held-out sentence")
+
+
+def language_consistent(split: str, speak: SpeakFn) -> SpeakFn:
+    """``speak`` for ``split``; for the held-out split each sentence is read in its own language
+    (babble draws a sentence and a voice independently, which would have German read by French)."""
+    if split != HELDOUT_SPLIT:
+        return speak
+
+    def in_language(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndarray:
+        return speak(text, _heldout_language(text), variant, rate, pitch)
+
+    return in_language
+
+
 def _check_split(split: str) -> None:
     if split not in _SPLIT_IDS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
 def split_sentences(split: str, sentences: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The sentences of ``split``: a fixed partition of the sentence list by index mod 10."""
+    """The sentences of ``split``: a fixed partition of the sentence list by index mod 10; for the
+    held-out split every held-out sentence (``sentences`` is then ignored)."""
     _check_split(split)
+    if split == HELDOUT_SPLIT:
+        return tuple(s for group in heldout_sentences().values() for s in group)
     pool = load_sentences() if sentences is None else tuple(sentences)
     residues = _SENTENCE_RESIDUES[split]
     return tuple(s for i, s in enumerate(pool) if i % _SENTENCE_MODULUS in residues)
@@ -495,6 +539,8 @@ def make_example(
     variant = pool.variants[int(rng.integers(len(pool.variants)))]
     rate = int(rng.integers(_RATE_WPM_RANGE[0], _RATE_WPM_RANGE[1] + 1))
     pitch = int(rng.integers(_PITCH_RANGE[0], _PITCH_RANGE[1] + 1))
+    if split == HELDOUT_SPLIT:  # the talker reads its own language (no draw: other splits' streams unchanged)
+        sentences = heldout_sentences()[voice]
 
     pieces: list[np.ndarray] = []
     texts: list[str] = []
@@ -523,7 +569,8 @@ def make_example(
     if config.noise_types and rng.random() < config.noise_probability:
         noise_type = config.noise_types[int(rng.integers(len(config.noise_types)))]
         snr = float(rng.uniform(*config.snr_db))
-        noise = make_noise(noise_type, n, rng, sr, sentences=sentences, pool=pool, speak=speak)
+        noise = make_noise(noise_type, n, rng, sr, sentences=split_sentences(split), pool=pool,
+                           speak=language_consistent(split, speak))
         noisy = mix_at_snr(clean, noise, snr)
     else:
         noisy = clean.copy()

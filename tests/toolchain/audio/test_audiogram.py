@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from toolchain.audio.audiogram import (
     AUDIOGRAM_FREQS_HZ,
     PRESETS,
+    STANDARD_AUDIOGRAMS,
     Audiogram,
     AudiogramError,
 )
@@ -83,6 +84,22 @@ def test_presets_exist_and_are_valid() -> None:
     assert all(25 <= v <= 30 for v in Audiogram.preset("mild-flat").thresholds_db_hl)
     mod, sev = Audiogram.preset("moderate-sloping"), Audiogram.preset("severe-sloping")
     assert np.all(np.diff(mod.as_array()) >= 0) and np.all(sev.as_array() > mod.as_array())
+
+
+def test_bisgaard_standard_audiograms_are_presets_and_not_training_presets() -> None:
+    # Bisgaard et al. 2010, Tables 2 and 4 at 250, 375, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000 Hz.
+    paper_hz = [250, 375, 500, 750, 1000, 1500, 2000, 3000, 4000, 6000]
+    paper = {"N3": [35, 35, 35, 35, 40, 45, 50, 55, 60, 65], "N4": [55, 55, 55, 55, 55, 60, 65, 70, 75, 80],
+             "S2": [20, 20, 20, 22.5, 25, 35, 55, 75, 95, 95], "S3": [30, 30, 35, 47.5, 60, 70, 75, 80, 80, 85]}
+    for name, row in paper.items():
+        a = Audiogram.preset(name)
+        want = [row[paper_hz.index(f)] for f in AUDIOGRAM_FREQS_HZ[:-1]] + [row[-1]]  # 8 kHz holds 6 kHz
+        assert a.name == name and list(a.thresholds_db_hl) == want
+    assert sorted(STANDARD_AUDIOGRAMS) == [*(f"N{i}" for i in range(1, 8)), "S1", "S2", "S3"]
+    assert not set(STANDARD_AUDIOGRAMS) & set(PRESETS)  # training draws from PRESETS only
+    # Severity grows N1 -> N7 at every frequency.
+    n = np.array([STANDARD_AUDIOGRAMS[f"N{i}"] for i in range(1, 8)])
+    assert np.all(np.diff(n, axis=0) >= 0)
 
 
 def test_unknown_preset_lists_valid_names() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import toolchain.audio.data as data
 from toolchain.audio.data import (
+    HELDOUT_SPLIT,
     NOISE_TYPES,
     SPLIT_VOICES,
     SPLITS,
@@ -18,6 +19,8 @@ from toolchain.audio.data import (
     EspeakNotFoundError,
     SpeechCache,
     SyntheticCorpus,
+    heldout_sentences,
+    language_consistent,
     load_sentences,
     make_example,
     make_noise,
@@ -50,10 +53,12 @@ def test_sentence_file() -> None:
 
 def test_splits_partition_sentences_disjointly() -> None:
     parts = {s: set(split_sentences(s)) for s in SPLITS}
-    assert not parts["train"] & parts["calib"]
-    assert not parts["train"] & parts["test"]
-    assert not parts["calib"] & parts["test"]
-    assert set().union(*parts.values()) == set(load_sentences())
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not parts[a] & parts[b], (a, b)
+    assert parts["train"] | parts["calib"] | parts["test"] == set(load_sentences())
+    assert not parts[HELDOUT_SPLIT] & set(load_sentences())  # a file of its own
     assert all(len(p) >= 10 for p in parts.values())
     with pytest.raises(ValueError, match="unknown split"):
         split_sentences("valid")
@@ -68,6 +73,29 @@ def test_split_voices_are_disjoint() -> None:
                 assert not set(SPLIT_VOICES[a].voices) & set(SPLIT_VOICES[b].voices)
                 assert not set(SPLIT_VOICES[a].variants) & set(SPLIT_VOICES[b].variants)
                 assert not combos[a] & combos[b]
+
+
+def test_heldout_split_shares_no_voice_variant_or_sentence_with_any_other_split() -> None:
+    held = SPLIT_VOICES[HELDOUT_SPLIT]
+    others = [s for s in SPLITS if s != HELDOUT_SPLIT]
+    assert set(held.voices) == set(heldout_sentences())  # every language has its sentences, and a voice
+    for s in others:
+        assert not set(held.voices) & set(SPLIT_VOICES[s].voices)
+        assert not set(held.variants) & set(SPLIT_VOICES[s].variants)
+        assert not set(split_sentences(HELDOUT_SPLIT)) & set(split_sentences(s))
+    # Each held-out talker reads its own language, also as a babble talker.
+    cfg = CorpusConfig(seconds=0.5, noise_probability=0.0)
+    calls: list[tuple[str, str]] = []
+    def speak(text: str, voice: str, variant: str, rate: int, pitch: int) -> np.ndarray:
+        calls.append((text, voice))
+        return np.ones(4000, np.float32)
+    fr = heldout_sentences()["fr"][0]
+    language_consistent(HELDOUT_SPLIT, speak)(fr, "de", "Gene", 150, 50)
+    assert calls[-1] == (fr, "fr")
+    assert language_consistent("train", speak) is speak
+    ex = make_example(0, HELDOUT_SPLIT, cfg)
+    assert ex.meta["voice"] in held.voices and ex.meta["variant"] in held.variants
+    assert all(t in heldout_sentences()[ex.meta["voice"]] for t in ex.meta["sentences"])
 
 
 def test_every_voice_and_variant_exists_in_espeak() -> None:

@@ -116,3 +116,24 @@ def test_haspi_without_pyclarity_says_so(monkeypatch):
     monkeypatch.setattr(hearing, "clarity_tools", lambda: (None, None, hearing.NOT_INSTALLED))
     with pytest.raises(RuntimeError, match="pyclarity not installed"):
         haspi(np.ones(100), np.ones(100), FS, [0.0] * len(AUDIOGRAM_FREQS_HZ))
+
+
+def test_fft_envelope_filter_gives_the_same_haspi_and_hasqi_is_seeded(speech):
+    from clarity.evaluator.haspi import ebm
+
+    thr = PRESETS["moderate-sloping"]
+    x = speech[:8000]
+    noisy = x + 0.3 * np.random.default_rng(1).standard_normal(len(x)).astype(np.float32) * np.std(x)
+    haspi_v2, _, _ = clarity_tools()
+    lv1 = haspi_level1()
+    direct = hearing.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
+    original = ebm.convolve2d
+    with hearing.fast_envelope_filter():
+        assert ebm.convolve2d is not original
+        fast = hearing.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
+    assert ebm.convolve2d is original  # restored
+    assert fast == pytest.approx(direct, abs=1e-9) and 0 < fast < 1
+    key, hp, hq = hearing.score_pair(("k", x, noisy * 2, 16000, thr, lv1, 3))
+    assert key == "k" and hp == pytest.approx(direct, abs=1e-9)
+    assert hq == hearing.hasqi_score(x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3) and 0 < hq < 1
+    assert hearing.hasqi_score(x, x, 16000, [0.0] * 8, AUDIOGRAM_FREQS_HZ, lv1, seed=3) > hq
