@@ -179,8 +179,8 @@ def build_test_tflite16() -> bytes:
 
 
 def load_test_model16() -> SeanetCase:
-    """Build (or load from ``$HX_CACHE_DIR/test-models``) the 16x8 test model; its signal is the int8 one's
-    audio (12 s of speech in noise, then 2 s driven into saturation) as 16-bit PCM codes."""
+    """Build (or load from ``$HX_CACHE_DIR/test-models``) the 16x8 test model; its signal: 12 s of speech in
+    noise, then 2 s of it 30 dB louder, clipped at full scale, as 16-bit PCM codes."""
     import inspect
 
     from runtime.backends.base import quantize
@@ -208,7 +208,7 @@ def load_test_model16() -> SeanetCase:
     lit = LiteRTBackend(tfl, reference_kernels=True)
     qi, qo = lit.input_quant, lit.output_quant
     speech = _corpus("test", 6)
-    loud = np.clip(speech[:2 * 16000] * 8.0, -1, 1)
+    loud = np.clip(speech[:2 * 16000] * 32.0, -1, 1)  # 30 dB up: peaks clip at ±1.0 full scale
     audio = np.concatenate([speech, loud])
     audio = audio[: audio.size // BLOCK * BLOCK]
     return SeanetCase(tfl, tflite_to_blob(tfl), quantize(audio, *qi, np.int16), audio.size / 16000.0, qi, qo)

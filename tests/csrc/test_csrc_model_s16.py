@@ -39,7 +39,7 @@ def test_graph_is_the_finalized_16x8_device_graph(seanet16):
     assert set(info["op_counts"]) == {"CONV", "LEAKY_RELU", "ADD", "CONCAT", "COPY"}
     assert info["target"] == "litert" and info["add_mode"] == ["vector16"]
     assert seanet16.audio_q.dtype == np.int16 and seanet16.seconds >= 10.0
-    assert np.abs(seanet16.audio_q.astype(int)).max() > 30000  # the loud part reaches full scale
+    assert np.abs(seanet16.audio_q.astype(int)).max() >= 32767  # the loud part reaches full scale
 
 
 def test_bit_exact_with_litert_builtin_16x8_kernels(seanet16, c_out, litert_ref_out):
