@@ -254,6 +254,10 @@ def _print_summary(con: Any, bundle: Any) -> None:
         rows.append(("16x8 vs fp32 SNR", f"{mt['int16x8_vs_fp32_snr_db']:.1f} dB (model_16x8.tflite)"))
     if "kernel_arena_bytes" in mt:
         rows.append(("C kernel arena", f"{mt['kernel_arena_bytes']:,} bytes"))
+    if "device_flash_bytes" in mt:
+        rows.append(("firmware memory", f"flash {mt['device_flash_bytes']:,} of {mt.get('device_flash_budget_bytes', 0):,} "
+                                        f"bytes, RAM {mt['device_ram_bytes']:,} of {mt.get('device_ram_budget_bytes', 0):,} "
+                                        "bytes (kernel/model_blob.h links into csrc/firmware)"))
     if "export_seconds" in mt:
         rows.append(("export time", f"{mt['export_seconds']:.1f} s"))
     for k, v in rows:

@@ -22,6 +22,7 @@ from runtime.bundle import Bundle, load_bundle
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.export import process_cache
+from toolchain.export.device_memory import DeviceMemoryError, device_memory
 from toolchain.models.seanet import SEANet, load_seanet
 from toolchain.models.streaming import StreamingGraph
 
@@ -329,6 +330,7 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
               "fp32": _tflite_graph_spec(art.fp32, "model_fp32.tflite"),
               "onnx": _onnx_graph_spec(onnx_bytes, "model.onnx")}
     kernel_info = _kernel_files(int8, files)
+    kernel_info.update(_device_memory(board, kernel_info))
     int16_metrics: dict[str, Any] = {}
     if opts.quant == "16x8":
         progress("converting to 16x8 TFLite (int16 activations, int8 weights)", 0.85)
@@ -455,3 +457,11 @@ def _kernel_files(int8: bytes, files: dict[str, bytes]) -> dict[str, Any]:
     files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()
     info = ckernel.describe_blob(blob)
     return {"kernel_arena_bytes": int(info["arena_bytes"]), "kernel_blob_bytes": len(blob)}
+
+
+def _device_memory(board: Board, kernel_info: dict[str, Any]) -> dict[str, int]:
+    """Firmware flash/RAM for boards with a memory budget (device_memory); a misfit is refused."""
+    try:
+        return device_memory(board, kernel_info)
+    except DeviceMemoryError as e:
+        raise ExportError(str(e)) from None
