@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -43,6 +44,7 @@ from runtime.signing import TrustPolicy
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram, AudiogramError
 from toolchain.export import process_cache
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT, ExportOptions, export_bundle
+from toolchain.export.signing import load_signing_key
 
 __all__ = ["FLEET_JSON", "FleetError", "FleetOptions", "FleetResult", "PatientRow", "read_audiograms", "run_fleet"]
 
@@ -268,30 +270,29 @@ def export_patient(job: Mapping[str, Any]) -> dict[str, Any]:
     patient cannot stop the others. Timestamps are wall-clock (the benchmark's throughput).
     """
     global _worker_ready
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     if not _worker_ready:  # first task in this process: one CPU's worth of threads (a worker holds one)
         process_cache.pin_worker_threads()
         _worker_ready = True
     try:
         key = None
         if job["sign_key"]:
-            from toolchain.export.signing import load_signing_key
-
-            key = _worker_keys.get(job["sign_key"]) or _worker_keys.setdefault(job["sign_key"],
-                                                                               load_signing_key(job["sign_key"]))
+            if job["sign_key"] not in _worker_keys:
+                _worker_keys[job["sign_key"]] = load_signing_key(job["sign_key"])
+            key = _worker_keys[job["sign_key"]]
         opts = ExportOptions(board=job["board"], audiogram=job["audiogram"], out_dir=Path(job["out_dir"]),
                              checkpoint=Path(job["checkpoint"]), overwrite=True, signing_key=key,
                              **dict(job["export_options"]))
         export_bundle(opts)
         sha = _manifest_sha256(Path(job["out_dir"]))
         return {"status": "ok", "error": None, "manifest_sha256": sha, "started": t0, "ended": time.time(),
-                "pid": os.getpid()}
+                "cpu_seconds": round(time.process_time() - c0, 3), "pid": os.getpid()}
     except Exception as e:  # isolation: any failure of one patient is that patient's record
         reason = " ".join(str(e).split()) or type(e).__name__
         if not isinstance(e, (ValueError, OSError)):
             reason = f"{type(e).__name__}: {reason}"
         return {"status": "failed", "error": reason, "manifest_sha256": None, "started": t0, "ended": time.time(),
-                "pid": os.getpid()}
+                "cpu_seconds": round(time.process_time() - c0, 3), "pid": os.getpid()}
 
 
 _remote_export = ray.remote(num_cpus=1, max_retries=0)(export_patient)
@@ -312,8 +313,9 @@ def _check_out_dir(out: Path) -> None:
 def _start_ray(opts: FleetOptions) -> None:
     """Connect to ``opts.address``, or start a local Ray that listens on loopback only."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray would otherwise report usage to its makers
+    # Quiet: the command's stderr carries one line per failed patient, not Ray's start-up notes.
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "namespace": "hx-fleet",
-                              "ignore_reinit_error": False}
+                              "logging_level": logging.ERROR}
     if opts.address is not None:
         ray.init(address=opts.address, **common)
         return
@@ -367,8 +369,6 @@ def run_fleet(opts: FleetOptions, *, on_failure: Callable[[dict[str, Any]], None
     _check_out_dir(opts.out_dir)
     trust = TrustPolicy()
     if opts.sign_key is not None:
-        from toolchain.export.signing import load_signing_key
-
         trust = TrustPolicy(keys=(load_signing_key(opts.sign_key).public,))
     fleet_json = opts.out_dir / FLEET_JSON
     previous = _previous_seconds(fleet_json)
@@ -430,7 +430,8 @@ def _dispatch(opts: FleetOptions, todo: list[tuple[dict[str, Any], PatientRow]],
                        "manifest_sha256": None, "started": None, "ended": None}
             seconds = (out["ended"] - out["started"]) if out.get("started") else time.perf_counter() - submitted[ref]
             rec.update(status=out["status"], error=out["error"], manifest_sha256=out["manifest_sha256"],
-                       seconds=round(seconds, 3), started=out.get("started"), ended=out.get("ended"))
+                       seconds=round(seconds, 3), cpu_seconds=out.get("cpu_seconds"), started=out.get("started"),
+                       ended=out.get("ended"), pid=out.get("pid"))
             if rec["status"] == "failed":
                 failed += 1
                 on_failure(rec)
@@ -462,8 +463,6 @@ def fleet_main(args: Any, board: Board) -> int:
                         sign_key=Path(args.sign) if args.sign else None,
                         checkpoint=Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT)
     if args.sign:  # a wrong key must fail now, not in every worker
-        from toolchain.export.signing import load_signing_key
-
         load_signing_key(args.sign)
     err = Console(stderr=True, highlight=False)
     con = Console(highlight=False)

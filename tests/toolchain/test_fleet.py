@@ -3,6 +3,7 @@ byte-identical to a single export of the same audiogram."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,8 @@ from tests.conftest import run_toolchain
 from toolchain.audio.audiogram import Audiogram
 from toolchain.export import process_cache
 from toolchain.export.pipeline import ExportOptions, export_bundle
+from runtime.signing import TrustPolicy
+from toolchain import fleet
 from toolchain.fleet import CSV_COLUMNS, FleetError, FleetOptions, read_audiograms, run_fleet
 
 HEADER = ",".join(CSV_COLUMNS)
@@ -136,7 +139,7 @@ def test_fleet_exports_every_patient_and_records_the_bad_row(fleet_run):
         assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
         b = load_bundle(opts.out_dir / pid)
         assert list(b.manifest.audiogram["thresholds_db_hl"]) == [float(v) for v in thresholds]
-        assert rec["manifest_sha256"] == __import__("hashlib").sha256(
+        assert rec["manifest_sha256"] == hashlib.sha256(
             (opts.out_dir / pid / "manifest.json").read_bytes()).hexdigest()
         pids.add(rec["pid"])
     assert len(pids) == 2, "two worker processes share the patients"
@@ -155,32 +158,43 @@ def test_fleet_bundle_equals_a_single_export(fleet_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_fleet_resume_skips_finished_patients(fleet_run, tmp_path):
+def test_fleet_resume_skips_finished_patients(fleet_run, tmp_path, monkeypatch):
     opts, first, _ = fleet_run
     out = tmp_path / "out"
     shutil.copytree(opts.out_dir, out)
     before = {p: (out / p / "manifest.json").read_bytes() for p in PATIENTS}
-    # p002's bundle is damaged, p004's audiogram changed: those two are exported again, the rest skipped.
-    (out / "p002" / "model_int8.tflite").write_bytes(b"\0" * 16)
-    changed = dict(PATIENTS, p004=(45, 45, 50, 55, 60, 65, 70, 75))
-    opts2 = FleetOptions(audiograms=_csv(tmp_path / "patients.csv", changed), board=opts.board, out_dir=out,
-                         workers=2, export_options=KNOBS)
+    # A rerun needs no Ray at all: every patient is done, the bad row is recorded again.
+    monkeypatch.setattr(fleet, "_start_ray", lambda o: pytest.fail("a resumed fleet with nothing to do started Ray"))
+    opts2 = FleetOptions(audiograms=opts.audiograms, board=opts.board, out_dir=out, workers=2, export_options=KNOBS)
     result = run_fleet(opts2)
     status = {r["patient_id"]: r["status"] for r in result.records}
-    assert status == {"p001": "skipped", "p002": "ok", "p003": "skipped", "p004": "ok", "bad row": "failed"}
-    for p in ("p001", "p003"):
-        assert (out / p / "manifest.json").read_bytes() == before[p]
-    assert load_bundle(out / "p004").manifest.audiogram["thresholds_db_hl"][0] == 45.0
-    load_bundle(out / "p002")
+    assert status == {"p001": "skipped", "p002": "skipped", "p003": "skipped", "p004": "skipped", "bad row": "failed"}
+    assert all((out / p / "manifest.json").read_bytes() == before[p] for p in PATIENTS)
+    seconds = {r["patient_id"]: r["seconds"] for r in first.records}
+    assert all(r["seconds"] == seconds[r["patient_id"]] for r in result.records if r["status"] == "skipped")
 
-    # Through the CLI: nothing left to export (no Ray started), the bad row is one line on stderr, exit 1;
-    # without it, exit 0.
-    r = run_toolchain("fleet", str(tmp_path / "patients.csv"), "--target", "rpi", "--out", str(out), "--quiet",
-                      timeout=300)
+    # What makes a patient due again: a changed audiogram, another target, a damaged bundle.
+    ag = Audiogram(PATIENTS["p001"], name="p001")
+    assert fleet.finished_bundle(out / "p001", ag, opts.board, opts.checkpoint, TrustPolicy()) is not None
+    assert fleet.finished_bundle(out / "p001", Audiogram((25, 25, 35, 45, 50, 55, 60, 65)), opts.board,
+                                 opts.checkpoint, TrustPolicy()) is None
+    assert fleet.finished_bundle(out / "p001", ag, resolve_target("rpi5"), opts.checkpoint, TrustPolicy()) is None
+    (out / "p001" / "model_int8.tflite").write_bytes(b"\0" * 16)
+    assert fleet.finished_bundle(out / "p001", ag, opts.board, opts.checkpoint, TrustPolicy()) is None
+
+
+@pytest.mark.slow
+def test_fleet_cli_exit_codes_and_failure_lines(fleet_run, tmp_path):
+    """Through the CLI on finished bundles (no export left to do): the bad row is one line on stderr,
+    exit 1; without it, exit 0."""
+    opts, _, _ = fleet_run
+    out = tmp_path / "out"
+    shutil.copytree(opts.out_dir, out)
+    r = run_toolchain("fleet", str(opts.audiograms), "--target", "rpi", "--out", str(out), "--quiet", timeout=300)
     assert r.returncode == 1, (r.stdout, r.stderr)
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "bad row" in err[0] and "line 4" in err[0]
     assert "4 already done" in r.stdout and "1 failed" in r.stdout
-    r = run_toolchain("fleet", str(_csv(tmp_path / "good.csv", changed, bad=None)), "--target", "rpi", "--out",
+    r = run_toolchain("fleet", str(_csv(tmp_path / "good.csv", PATIENTS, bad=None)), "--target", "rpi", "--out",
                       str(out), "--quiet", timeout=300)
     assert r.returncode == 0 and r.stderr.strip() == "", (r.stdout, r.stderr)
