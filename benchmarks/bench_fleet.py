@@ -149,7 +149,8 @@ def main() -> int:
     ap.add_argument("--singles", type=int, default=2, help="single exports timed before and after (default 2)")
     ap.add_argument("--baseline-rev", default="acda8f3", help="git revision of 'before' (default: the commit the "
                     "speed-up started from)")
-    ap.add_argument("--skip-baseline", action="store_true", help="do not time the baseline revision")
+    ap.add_argument("--skip-baseline", action="store_true", help="do not time the baseline revision again: keep the "
+                    "'before' figures of the previous results file (same --baseline-rev)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for fleet.json / fleet.png")
     args = ap.parse_args()
     if args.patients < 2 or args.singles < 1:
@@ -162,6 +163,11 @@ def main() -> int:
             f"p{k:03d}," + ",".join(f"{v:g}" for v in ag.thresholds_db_hl) + "\n" for k, ag in enumerate(audiograms)))
         doc: dict = {"host_cpus": os.cpu_count(), "patients": args.patients, "baseline_rev": args.baseline_rev,
                      "target": "rpi"}
+        previous = args.out / "fleet.json"
+        if args.skip_baseline and previous.is_file():
+            old = json.loads(previous.read_text())
+            if old.get("baseline_rev") == args.baseline_rev and old.get("before"):
+                doc["before"] = dict(old["before"], from_previous_run=True)
         if not args.skip_baseline:
             base = work / "baseline"
             base.mkdir()
