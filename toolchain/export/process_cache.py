@@ -21,6 +21,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -124,7 +126,8 @@ def keras_step(graph: StreamingGraph, block: int) -> tuple[Any, Callable[..., An
 
     def build() -> tuple[Any, Callable[..., Any]]:
         km = tflite.build_keras_step(graph, block)
-        saved = tflite.SavedStep(km, tempfile.mkdtemp(prefix="hx-step-"))
+        _sweep_stale_steps()
+        saved = tflite.SavedStep(km, tempfile.mkdtemp(prefix=f"{_STEP_PREFIX}{os.getpid()}-"))
         return saved, tflite.compile_keras_step(km)
 
     saved, step = _lookup(_keras_steps, key, build)
@@ -132,6 +135,21 @@ def keras_step(graph: StreamingGraph, block: int) -> tuple[Any, Callable[..., An
         tflite.set_step_weights(saved.model, graph)
         saved.refresh()
     return saved, step
+
+
+_STEP_PREFIX = "hx-step-"
+
+
+def _sweep_stale_steps() -> None:
+    """Remove SavedModel folders of processes that are gone: a Ray worker is killed at shutdown,
+    so its atexit clean-up never runs. Folder names carry the owner's pid."""
+    for d in Path(tempfile.gettempdir()).glob(f"{_STEP_PREFIX}*-*"):
+        try:
+            os.kill(int(d.name[len(_STEP_PREFIX):].split("-", 1)[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, OSError):  # not ours, or a live process of another user
+            continue
 
 
 @atexit.register
