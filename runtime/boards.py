@@ -98,6 +98,10 @@ class BudgetSpec:
 
     latency_ms: float  # total mic-to-receiver latency allowed
     compute_fraction: float  # share of one block period the model step may take, (0, 1]
+    # Bare-metal boards: bytes of flash (code + constants: the firmware and the model blob) and of
+    # RAM (the kernel arena, the stack, the firmware's buffers) the firmware may use; None: no limit.
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,11 +254,13 @@ def _board_from_dict(data: Mapping[str, Any], where: str, path: Path | None) -> 
     )
 
     t = r.table("budget")
-    r.no_unknown(t, "budget", ("latency_ms", "compute_fraction"))
+    r.no_unknown(t, "budget", ("latency_ms", "compute_fraction", "flash_bytes", "ram_bytes"))
     budget = BudgetSpec(
         latency_ms=float(r.get(t, "budget", "latency_ms", "a number > 0", pos_num)),
         compute_fraction=float(r.get(t, "budget", "compute_fraction", "a number in (0, 1]",
                                      fraction)),
+        flash_bytes=r.get(t, "budget", "flash_bytes", "an integer > 0 (bytes)", pos_int, required=False),
+        ram_bytes=r.get(t, "budget", "ram_bytes", "an integer > 0 (bytes)", pos_int, required=False),
     )
 
     t = r.table("runtime")

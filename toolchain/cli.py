@@ -19,6 +19,7 @@ EPILOG = """\
 Typical use:
   toolchain targets                                  list the boards you can export for
   toolchain export --target rpi --preset moderate-sloping --out out/bundle-rpi4
+  toolchain fleet patients.csv --target rpi --out out/fleet --workers 2   one bundle per patient, on Ray
   toolchain keygen --out keys/                       Ed25519 key pair for signed bundles
   toolchain export --target rpi --sign keys/hx-signing.key --out out/bundle-rpi4
   toolchain sign out/bundle-rpi4 --key keys/hx-signing.key   sign a bundle exported earlier
@@ -228,6 +229,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- fleet
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """Many patients on Ray, each through export's own function (toolchain/fleet.py)."""
+    from runtime.boards import load_board
+
+    board = load_board(args.target)
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise UserError(f"{args.checkpoint}: model checkpoint not found")
+    from toolchain.fleet import FleetError, fleet_main  # imports Ray: only this command needs it
+
+    try:
+        return fleet_main(args, board)
+    except FleetError as e:
+        raise UserError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------- keygen
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write an Ed25519 key pair for signing bundles."""
@@ -287,6 +304,10 @@ def _print_summary(con: Any, bundle: Any) -> None:
         rows.append(("input clips at", f"{mt['device_input_clip_level_db_spl']:.1f} dB SPL (sine)"))
     if "kernel_arena_bytes" in mt:
         rows.append(("C kernel arena", f"{mt['kernel_arena_bytes']:,} bytes"))
+    if "device_flash_bytes" in mt:
+        rows.append(("firmware memory", f"flash {mt['device_flash_bytes']:,} of {mt.get('device_flash_budget_bytes', 0):,} "
+                                        f"bytes, RAM {mt['device_ram_bytes']:,} of {mt.get('device_ram_budget_bytes', 0):,} "
+                                        "bytes (kernel/model_blob.h links into csrc/firmware)"))
     if "export_seconds" in mt:
         rows.append(("export time", f"{mt['export_seconds']:.1f} s"))
     for k, v in rows:
@@ -464,6 +485,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress display")
     add_verbose_argument(e)
     e.set_defaults(func=cmd_export)
+
+    fl = sub.add_parser("fleet", help="fit many patients on Ray: one bundle per audiogram, as export makes it",
+                        description="Export one bundle per patient (DIR/<patient_id>/, made by the same function as "
+                        "`toolchain export`) on a local Ray (default) or a Ray cluster, with DIR/fleet.json listing every "
+                        "patient's status, error, seconds and manifest sha256. A rerun skips patients whose bundle "
+                        "validates and whose audiogram is unchanged. Exit 0: all done; 1: some patients failed (one "
+                        "line each on stderr); 2: bad usage.")
+    fl.add_argument("audiograms", metavar="AUDIOGRAMS.csv", help="CSV with the header patient_id,250,500,1000,2000,"
+                    "3000,4000,6000,8000 (dB HL), or JSON lines ({\"patient_id\": ..., \"thresholds_db_hl\": [8 values]})")
+    fl.add_argument("--target", required=True, metavar="NAME|FILE", help="board name, alias or board TOML path")
+    fl.add_argument("--out", required=True, metavar="DIR", help="folder of the patients' bundles and fleet.json")
+    fl.add_argument("--address", metavar="auto|HOST:PORT", help="an existing Ray cluster (default: a local Ray "
+                    "started here, on 127.0.0.1)")
+    fl.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                    help="patients exported at once (local Ray: its CPUs; default: this machine's %(default)s)")
+    fl.add_argument("--sign", metavar="KEY", help="sign every bundle with this Ed25519 private key")
+    fl.add_argument("--checkpoint", metavar="FILE", help="trained compensator (default: the shipped model)")
+    fl.add_argument("--quiet", action="store_true", help="no progress display")
+    fl.set_defaults(func=cmd_fleet)
 
     kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signed bundles",
                         description="Write DIR/NAME.key (PEM PKCS#8 private key, mode 0600) and DIR/NAME.pub (PEM public "

@@ -23,6 +23,8 @@ from runtime.native_log import native_chatter
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
+from toolchain.export import process_cache
+from toolchain.export.device_memory import DeviceMemoryError, device_memory
 from toolchain.models.seanet import SEANet, load_seanet
 from toolchain.models.streaming import StreamingGraph
 from toolchain.export import self_noise
@@ -114,9 +116,14 @@ def _nhwc(t: torch.Tensor) -> np.ndarray:
 def _corpus(split: str, n: int, opts: ExportOptions, sample_rate: int) -> np.ndarray:
     cfg = CorpusConfig(sample_rate=sample_rate, seconds=opts.clip_seconds,
                        speech_level_db_spl=opts.speech_level_db_spl, snr_db=opts.snr_db)
-    corpus = SyntheticCorpus(split, cfg, seed=opts.corpus_seed, size=n, workers=2)
-    noisy, _ = corpus.batch(list(range(n)))
-    return noisy.astype(np.float32)
+
+    def make() -> np.ndarray:
+        corpus = SyntheticCorpus(split, cfg, seed=opts.corpus_seed, size=n, workers=2)
+        noisy, _ = corpus.batch(list(range(n)))
+        return noisy.astype(np.float32)
+
+    # The same clips for every patient: a fleet worker makes them once (process_cache).
+    return process_cache.corpus((split, n, opts.corpus_seed, repr(cfg)), make)
 
 
 def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
@@ -221,8 +228,17 @@ def load_model(checkpoint: Path) -> SEANet:
         raise ExportError(f"{checkpoint}: not a compensator checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 
+#: torch intra-op threads during an export (see process_cache.torch_threads: reproducible bytes).
+EXPORT_TORCH_THREADS = 1
+
+
 def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportReport:
     """Run the whole export and write the bundle atomically; raises ExportError / BundleError."""
+    with process_cache.torch_threads(EXPORT_TORCH_THREADS):
+        return _export_bundle(opts, progress)
+
+
+def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     from runtime.backends.litert import LiteRTBackend
     from runtime.backends.onnx import OnnxBackend
     from toolchain.export import tflite
@@ -233,7 +249,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     board = opts.board
     block = opts.block or board.audio.block
     progress("loading model", 0.0)
-    model = load_model(opts.checkpoint)
+    model = process_cache.model(opts.checkpoint, load_model)
     sr = model.config.sample_rate
     if sr != board.audio.sample_rate:
         raise ExportError(f"model runs at {sr} Hz but target {board.name} runs at {board.audio.sample_rate} Hz")
@@ -254,7 +270,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     reps = _calibration_reps(graph, calib, block, opts)
 
     progress("building the Keras step graph", 0.25)
-    keras_model = tflite.build_keras_step(graph, block)
+    keras_model, keras_step = process_cache.keras_step(graph, block)
     with torch.no_grad():
         ref_test = [graph.gm(torch.from_numpy(c[: len(c) // block * block]).reshape(1, 1, -1)).numpy().ravel() for c in test]
     # Keras vs torch on the start of a held-out clip, streamed with state fed back (eager
@@ -263,7 +279,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
     kstate = [np.zeros((1, 1, s.frames, s.channels), np.float32) for s in graph.slots]
     ky = []
     for i in range(0, len(clip), block):
-        y, kstate = tflite.run_keras_step(keras_model, clip[i:i + block].reshape(1, 1, block, 1), kstate)
+        y, kstate = keras_step(clip[i:i + block].reshape(1, 1, block, 1), kstate)
         ky.append(y.ravel())
     keras_err = float(np.max(np.abs(np.concatenate(ky) - ref_test[0][: len(clip)])))
 
@@ -356,6 +372,7 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
         raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
     noise_metrics = measure_self_noise(device_backend, fp32_backend, opts, sr, block, board.audio.output_limit)
     kernel_info = _kernel_files(device, files)
+    kernel_info.update(_device_memory(board, kernel_info))
     metrics: dict[str, Any] = {
         "parameters": fitted.deployed_parameters(),
         "macs_per_second": fitted.macs_per_second(),
@@ -483,3 +500,11 @@ def _kernel_files(device: bytes, files: dict[str, bytes]) -> dict[str, Any]:
     files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()
     info = ckernel.describe_blob(blob)
     return {"kernel_arena_bytes": int(info["arena_bytes"]), "kernel_blob_bytes": len(blob)}
+
+
+def _device_memory(board: Board, kernel_info: dict[str, Any]) -> dict[str, int]:
+    """Firmware flash/RAM for boards with a memory budget (device_memory); a misfit is refused."""
+    try:
+        return device_memory(board, kernel_info)
+    except DeviceMemoryError as e:
+        raise ExportError(str(e)) from None

@@ -62,9 +62,14 @@ def _conv_layer(name: str, weight: torch.Tensor, bias: torch.Tensor | None, stri
     layer = keras.layers.Conv2D(out_ch, (1, k), strides=(1, stride), dilation_rate=(1, dilation), padding="valid",
                                 use_bias=bias is not None, name=name)
     layer.build((1, 1, None, in_ch))
-    w = weight.detach().cpu().numpy().transpose(2, 1, 0)[None]  # torch (O, I, K) → keras (1, K, I, O)
-    layer.set_weights([w] if bias is None else [w, bias.detach().cpu().numpy()])
+    layer.set_weights(_conv_weights(weight, bias))
     return layer
+
+
+def _conv_weights(weight: torch.Tensor, bias: torch.Tensor | None) -> list[np.ndarray]:
+    """Keras Conv2D weights ``[kernel (1, K, I, O), bias (O,)]`` of a torch Conv1d weight ``(O, I, K)``."""
+    w = weight.detach().cpu().numpy().transpose(2, 1, 0)[None]  # torch (O, I, K) → keras (1, K, I, O)
+    return [w] if bias is None else [w, bias.detach().cpu().numpy()]
 
 
 def translate_causal_conv(name: str, leaf: CausalConv1d, args: tuple, book: _StateBook) -> Any:
@@ -94,9 +99,14 @@ def translate_prelu(name: str, mod: nn.PReLU, args: tuple, book: _StateBook) -> 
     layer = keras.layers.PReLU(shared_axes=[1, 2], name=name)
     channels = args[0].shape[-1]
     layer.build((1, 1, None, channels))
-    alpha = mod.weight.detach().cpu().numpy().astype(np.float32)
-    layer.set_weights([np.broadcast_to(alpha, (channels,)).reshape(1, 1, channels).copy()])
+    layer.set_weights(_prelu_weights(mod, channels))
     return layer(args[0])
+
+
+def _prelu_weights(mod: nn.PReLU, channels: int) -> list[np.ndarray]:
+    """Keras PReLU weights (one alpha per channel, shared over H and W) of a torch PReLU."""
+    alpha = mod.weight.detach().cpu().numpy().astype(np.float32)
+    return [np.broadcast_to(alpha, (channels,)).reshape(1, 1, channels).copy()]
 
 
 def translate_leaky_relu(name: str, mod: nn.LeakyReLU, args: tuple, book: _StateBook) -> Any:
@@ -159,6 +169,69 @@ def run_keras_step(model: keras.Model, x_nwc: np.ndarray, states_nwc: list[np.nd
     return np.asarray(out["y"]), states
 
 
+def set_step_weights(model: keras.Model, graph: StreamingGraph) -> None:
+    """Load ``graph``'s weights into a step model :func:`build_keras_step` made from a graph of the
+    same topology (another fitting of the same checkpoint): the same values the translators would
+    have copied, so a fleet builds the Keras graph once per process, not once per patient.
+
+    Raises ``ValueError`` if a layer with weights is missed or has another shape.
+    """
+    loaded: set[str] = set()
+    for node in graph.gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        mod = graph.gm.get_submodule(node.target)
+        if isinstance(mod, CausalConv1d):
+            weights = _conv_weights(mod.conv.weight, mod.conv.bias)
+        elif isinstance(mod, CausalConvTranspose1d):
+            weights = _conv_weights(*mod.equivalent_conv())
+        elif isinstance(mod, nn.PReLU):
+            layer = model.get_layer(node.target)
+            weights = _prelu_weights(mod, int(layer.get_weights()[0].shape[-1]))
+        else:
+            continue
+        layer = model.get_layer(node.target)
+        if [w.shape for w in layer.get_weights()] != [w.shape for w in weights]:
+            raise ValueError(f"{node.target}: Keras layer weights {[w.shape for w in layer.get_weights()]} "
+                             f"do not match the graph's {[w.shape for w in weights]}")
+        layer.set_weights(weights)
+        loaded.add(node.target)
+    missed = sorted(layer.name for layer in model.layers if layer.weights and layer.name not in loaded)
+    if missed:
+        raise ValueError(f"step model layers {missed} have weights the graph did not provide")
+
+
+def compile_keras_step(model: keras.Model) -> Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]:
+    """:func:`run_keras_step` as one traced ``tf.function`` (fixed input signature, traced once).
+
+    Eager Keras dispatches every layer from Python: 0.05-0.25 s a block on a loaded 2-core host,
+    which made the export's Keras-vs-torch check its slowest stage. The traced function reads the
+    model's variables, so it stays valid after :func:`set_step_weights`.
+    """
+    specs = [tf.TensorSpec(tuple(int(d) for d in t.shape), tf.float32, name=t.name) for t in model.inputs]
+    n_states = len(model.inputs) - 1
+    fn = tf.function(lambda *inputs: model(list(inputs), training=False), input_signature=specs)
+
+    def step(x_nwc: np.ndarray, states_nwc: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        out = fn(x_nwc, *states_nwc)
+        return out["y"].numpy(), [out[state_names(i)[1]].numpy() for i in range(n_states)]
+
+    return step
+
+
+def pin_threads(n: int) -> bool:
+    """Size TensorFlow's intra- and inter-op thread pools (a fleet worker holds one CPU).
+
+    Only possible before TensorFlow first runs an op; returns False (pools unchanged) after.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        return False
+    return True
+
+
 def tie_state_quantization(model: bytes) -> bytes:
     """Give every ``state_in_NN`` the quantisation of its ``state_out_NN`` so the state feeds straight back.
 
@@ -218,18 +291,50 @@ class TFLiteArtifacts:
     int8: bytes
 
 
-def convert(model: keras.Model, n_states: int,
+class SavedStep:
+    """A step model exported once as a SavedModel directory; later weights only rewrite its
+    variables checkpoint (:meth:`refresh`, ~0.2 s) instead of a whole export (5-12 s of tracing
+    and object-graph walks on a loaded host). The graph part of the SavedModel depends only on
+    the topology, so converting it gives the same bytes as a fresh export (tested).
+
+    ``directory`` must be empty or absent; the owner removes it (:meth:`close`).
+    """
+
+    def __init__(self, model: keras.Model, directory: str) -> None:
+        from keras.src.export.saved_model import get_input_signature  # what model.export() uses
+
+        self.model = model
+        self.directory = directory
+        self._archive = keras.export.ExportArchive()
+        self._archive.track_and_add_endpoint("serve", model, get_input_signature(model))
+        self._archive.write_out(directory, verbose=False)
+
+    def refresh(self) -> None:
+        """Write the model's current weights into the SavedModel's variables checkpoint."""
+        tf.train.Checkpoint(root=self._archive._tf_trackable).write(
+            os.path.join(self.directory, "variables", "variables"))
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def convert(model: keras.Model | SavedStep, n_states: int,
             representative: Callable[[], Iterable[list[np.ndarray]]] | None, *, int16x8: bool = False,
             fp32: bool = True) -> TFLiteArtifacts:
     """fp32 TFLite, and full-integer int8 (int8 I/O, int8 activations, int8 weights, int32 bias).
 
     ``representative`` yields ``[x, state_0, ...]`` NHWC float arrays from real streaming, so
-    state inputs get the quantisation ranges they will see on the device. ``int16x8``: int16
+    state inputs get the quantisation ranges they will see on the device. ``model`` may be a
+    :class:`SavedStep` (its directory is converted as it stands). ``int16x8``: int16
     activations and I/O with int8 weights instead. ``fp32=False`` skips the float conversion
     (``fp32`` is then empty) when only a quantised graph is wanted.
     """
     import tempfile
 
+    if isinstance(model, SavedStep):
+        return _convert_saved(model.directory, n_states, representative, int16x8, fp32)
     # Through Keras' own SavedModel export: the converter then freezes the variables
     # (a bare concrete function keeps them as resource variables the calibrator cannot read).
     # The converter prints from C++ ("fully_quantize: 0, inference_type: 6 ...") and warns from
