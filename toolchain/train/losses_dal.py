@@ -109,10 +109,13 @@ class CochlearEars(nn.Module):
         return torch.from_numpy(np.stack(ohc)), torch.from_numpy(np.stack(ihc))
 
     def naps(self, normal_in: Tensor, impaired_in: Tensor, audiograms: np.ndarray | Tensor) -> tuple[Tensor, Tensor]:
-        """NH(normal_in) (no gradient) and HI(impaired_in) for each row's audiogram, in one pass."""
-        b = impaired_in.shape[0]
+        """NH(normal_in) (no gradient) and HI(impaired_in) for each row's audiogram, in one pass.
+
+        The row counts may differ (verify runs several conditions against one set of clean clips).
+        """
+        b = normal_in.shape[0]
         ohc, ihc = self.impaired_parameters(audiograms)
-        ones = torch.ones_like(ohc)
+        ones = torch.ones(b, ohc.shape[1], dtype=ohc.dtype)
         x = torch.cat([normal_in.detach(), impaired_in], dim=0)
         nap = self.carfac(x, torch.cat([ones, ohc]).to(x.device), torch.cat([ones, ihc]).to(x.device))
         return nap[:b].detach(), nap[b:]
