@@ -27,7 +27,7 @@ from toolchain.models.carfac import Carfac, CarfacParams
 # Mean NAP of the best channel that counts as "heard"; it puts the normal model's 1 kHz
 # threshold near 0 dB SPL under the default calibration (a design choice, not from a seed).
 THRESHOLD_CRITERION = 1e-3
-_LEVELS_DB_SPL = np.arange(-20.0, 131.0, 10.0)
+_LEVELS_DB_SPL = np.arange(-20.0, 151.0, 10.0)
 _TONE_SECONDS = 0.08
 
 

@@ -108,7 +108,8 @@ def cochlear_plots(section: Mapping[str, Any], png: Callable[[Any], str]) -> dic
 
     fig = Figure(figsize=(3.0 * len(ex), 3.0))
     axes = np.atleast_1d(fig.subplots(1, len(ex), sharey=True))
-    vmax = max(float(np.max(v)) for v in ex.values()) or 1.0
+    # one colour scale for every panel, clipped at the normal ear's 99.5th percentile so speech shows
+    vmax = float(np.percentile(ex["NH (clean)"], 99.5)) or 1.0
     base, apex = section["channel_cf_hz"]
     for ax, (name, env) in zip(axes, ex.items()):
         frames = env.shape[1]
@@ -117,7 +118,7 @@ def cochlear_plots(section: Mapping[str, Any], png: Callable[[Any], str]) -> dic
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("ms (clip 0)")
     axes[0].set_ylabel(f"channel, CF {apex:.0f} Hz (bottom) to {base:.0f} Hz", fontsize=8)
-    fig.suptitle("CARFAC NAP envelopes (2 ms), same colour scale", fontsize=9)
+    fig.suptitle("CARFAC NAP envelopes (2 ms), same colour scale", fontsize=9, y=1.04)
     return {"cochlear": png(fig)}
 
 
