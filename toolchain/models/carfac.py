@@ -355,8 +355,13 @@ class Carfac(nn.Module):
         """Channel pole frequencies in Hz, base to apex."""
         return self.design.pole_freqs
 
-    def forward(self, x: Tensor) -> Tensor:
-        """NAP of ``x`` (batch, n) or (n,) as (batch, n_ch, n) or (n_ch, n); dtype/device of x."""
+    def forward(self, x: Tensor, ohc_health: Tensor | None = None, ihc_gain: Tensor | None = None) -> Tensor:
+        """NAP of ``x`` (batch, n) or (n,) as (batch, n_ch, n) or (n_ch, n); dtype/device of x.
+
+        ``ohc_health`` / ``ihc_gain`` (batch, n_ch) replace the model's own per example, so one
+        pass runs ears of different listeners side by side (the loop's cost is per sample, not per
+        row, so a normal and an impaired ear in one batch cost little more than one).
+        """
         if x.dim() not in (1, 2):
             raise ValueError(f"CARFAC input must be (n,) or (batch, n), got shape {tuple(x.shape)}")
         squeeze = x.dim() == 1
@@ -364,10 +369,25 @@ class Carfac(nn.Module):
         if not xb.is_floating_point():
             raise ValueError("CARFAC input must be a floating-point tensor")
         like = dict(dtype=xb.dtype, device=xb.device)
-        nap = _carfac_loop(xb, self._vec.to(**like), self.ohc_health.to(**like),
-                           self.ihc_gain.to(**like), self._smooth.to(**like),
-                           list(self.design.agc_epsilon), list(self.params.agc_decimation),
-                           self._scalars)
+        per_row = []
+        for name, given, own in (("ohc_health", ohc_health, self.ohc_health), ("ihc_gain", ihc_gain, self.ihc_gain)):
+            if given is None:
+                per_row.append(own.to(**like))
+                continue
+            if tuple(given.shape) != (xb.shape[0], self.n_ch):
+                raise ValueError(f"{name} must be (batch, n_ch) = {(xb.shape[0], self.n_ch)}, got {tuple(given.shape)}")
+            per_row.append(given.to(**like))
+        # One intra-op thread for the loop: its thousands of tiny ops per clip gain nothing from a
+        # second thread, and on shared cores the hand-offs made it many times slower (bench_carfac.py).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            nap = _carfac_loop(xb, self._vec.to(**like), per_row[0],
+                               per_row[1], self._smooth.to(**like),
+                               list(self.design.agc_epsilon), list(self.params.agc_decimation),
+                               self._scalars)
+        finally:
+            torch.set_num_threads(threads)
         nap = nap.transpose(1, 2)
         return nap[0] if squeeze else nap
 

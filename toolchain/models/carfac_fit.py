@@ -14,6 +14,7 @@ the audiogram frequencies the sample rate can represent (below 0.8 x Nyquist), h
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ from toolchain.models.carfac import Carfac, CarfacParams
 # Mean NAP of the best channel that counts as "heard"; it puts the normal model's 1 kHz
 # threshold near 0 dB SPL under the default calibration (a design choice, not from a seed).
 THRESHOLD_CRITERION = 1e-3
-_LEVELS_DB_SPL = np.arange(-20.0, 131.0, 10.0)
+_LEVELS_DB_SPL = np.arange(-20.0, 151.0, 10.0)
 _TONE_SECONDS = 0.08
 
 
@@ -144,3 +145,18 @@ def fit_audiogram(thresholds_db_hl: np.ndarray | list[float], fs: float,
         normal_thresholds_db_spl=t_nh,
         ohc_health=np.clip(channel_profile(pf, freqs, health), 0, 1),
         ihc_gain=10 ** (channel_profile(pf, freqs, np.minimum(ihc_db, 0)) / 20))
+
+
+@functools.lru_cache(maxsize=32)
+def _fit_memo(thresholds: tuple[float, ...], fs: float) -> CarfacFit:
+    return fit_audiogram(np.asarray(thresholds, dtype=np.float64), fs)
+
+
+def fit_audiogram_cached(thresholds_db_hl: np.ndarray | list[float], fs: float) -> CarfacFit:
+    """:func:`fit_audiogram` with the default calibration and parameters, memoised per process.
+
+    A fit runs CARFAC on ~100 tones (about 10 s at 16 kHz on a busy core); training and verify ask
+    for the same few audiograms again and again.
+    """
+    key = tuple(round(float(v), 6) for v in np.asarray(thresholds_db_hl, dtype=np.float64).ravel())
+    return _fit_memo(key, float(fs))

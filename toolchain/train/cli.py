@@ -2,6 +2,7 @@
 
 * ``kind = "simulator"`` (``hlsim``): the Neuro-MSBG-style simulator against pyclarity MSBG.
 * ``kind = "distil"`` (``distil``): teacher through the frozen simulator, then the student.
+* ``kind = "dal"`` (``dal``): the SEANet compensator through CARFAC's NAP and SAI (seed 004).
 * no ``kind`` / ``"compensator"`` (``default``): the SEANet compensator through the filterbank
   hearing-loss model (the shipped default's recipe).
 
@@ -17,7 +18,7 @@ from typing import Any
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_OUT = {"simulator": ASSETS / "hlsim_default.pt", "distil": ASSETS / "seanet_distil.pt",
-               "compensator": ASSETS / "seanet_default.pt"}
+               "compensator": ASSETS / "seanet_default.pt", "dal": ASSETS / "seanet_dal.pt"}
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +53,11 @@ def train_main(args: argparse.Namespace) -> int:
 
         summary = train_distilled(load_distil_recipe(args.recipe), out, device=args.device, max_steps=args.steps,
                                   resume=args.resume, progress=not args.quiet)
+    elif kind == "dal":
+        from toolchain.train.dal import load_dal_recipe, train_dal
+
+        summary = train_dal(load_dal_recipe(args.recipe), out, device=args.device, max_steps=args.steps,
+                            resume=args.resume, progress=not args.quiet)
     else:
         from toolchain.train.compensator import train_compensator
         from toolchain.train.recipe import load_recipe

@@ -381,7 +381,7 @@ def recipe_output(name_or_path: str | Path, kind_default: Path) -> Path:
 
 
 def recipe_kind(name_or_path: str | Path) -> str:
-    """The recipe's top-level ``kind`` ("compensator" when absent, "simulator", "distil")."""
+    """The recipe's top-level ``kind`` ("compensator" when absent, "simulator", "distil", "dal")."""
     path, data = read_toml(name_or_path)
     kind = data.get("kind", "compensator")
     if kind not in RECIPE_KINDS:
@@ -389,7 +389,7 @@ def recipe_kind(name_or_path: str | Path) -> str:
     return kind
 
 
-RECIPE_KINDS = ("compensator", "simulator", "distil")
+RECIPE_KINDS = ("compensator", "simulator", "distil", "dal")
 
 
 def build_sections(path: Path, data: dict[str, Any], sections: dict[str, type]) -> dict[str, Any]:

@@ -44,6 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from runtime.atomic import OutputPathError, atomic_write, check_output_path
+from toolchain.verify.cochlear import cochlear_html, cochlear_plots, cochlear_section
+from toolchain.verify.cochlear import summary_line as cochlear_summary_line
 from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
 from toolchain.verify.hearing import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
 from toolchain.verify.hearing import align as _align
@@ -313,6 +315,7 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
 
     # ---------------------------------------------------------------- midbrain
     report["midbrain"] = _midbrain_section(opts, models, audiogram, clean, conditions, fs, device, progress, lags)
+    report["cochlear"] = cochlear_section(audiogram, clean, conditions, fs, progress)
     judge(report)  # every section against its baseline (toolchain/verify/verdicts.py)
     report["elapsed_seconds"] = round(time.perf_counter() - t_start, 2)
 
@@ -320,7 +323,8 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     midbrain = report["midbrain"]
     data = _finite(_without_examples(report))
     write_text_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
-    write_text_atomic(html_path, render_html(data, _plots(data, clean, y8, y32, fs, midbrain)))
+    plots = _plots(data, clean, y8, y32, fs, midbrain) | cochlear_plots(report["cochlear"], _png)
+    write_text_atomic(html_path, render_html(data, plots))
     report = _without_examples(report)
     report["outputs"] = {"json": str(json_path), "html": str(html_path)}
     return report
@@ -686,6 +690,7 @@ def render_html(data: Mapping[str, Any], plots: Mapping[str, str]) -> str:
                      f"<td>{_fmt(sn.get('silence_output_db_spl'), 1)} dB SPL</td><td>{_fmt(sn.get('input_clip_level_db_spl'), 1)} dB SPL</td>"
                      "<td>" + ", ".join(f"{html.escape(k)} dB SPL: {_fmt(v, 1)} dB" for k, v in
                                         (sn.get("snr_by_level_db") or {}).items()) + "</td></tr></table>")
+    parts += cochlear_html(data.get("cochlear"), plots)
     mb = data["midbrain"]
     parts += ["<h2>Midbrain fidelity (ICNet / ψ-ICNet, fp32)</h2>", _status(mb)]
     if mb.get("timing"):
@@ -814,6 +819,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     if mb.get("timing"):
         t = mb["timing"]
         lines.append(f"ICNet speed: {t['seconds_per_second']:.3f} s per second of audio on {t['device']} ({t['weights']})")
+    if report.get("cochlear"):
+        lines.append(cochlear_summary_line(report["cochlear"]))
     if isinstance(report.get("verdict"), Mapping):
         lines.append(f"overall: {_overall(report['verdict'])}")
     if report.get("outputs"):
