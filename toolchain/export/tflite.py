@@ -334,7 +334,8 @@ def convert(model: keras.Model | SavedStep, n_states: int,
     import tempfile
 
     if isinstance(model, SavedStep):
-        return _convert_saved(model.directory, n_states, representative, int16x8, fp32)
+        with native_chatter("tensorflow"):
+            return _convert_saved(model.directory, n_states, representative, int16x8, fp32)
     # Through Keras' own SavedModel export: the converter then freezes the variables
     # (a bare concrete function keeps them as resource variables the calibrator cannot read).
     # The converter prints from C++ ("fully_quantize: 0, inference_type: 6 ...") and warns from

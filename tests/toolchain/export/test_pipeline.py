@@ -152,3 +152,10 @@ def test_qat_export_ships_the_best_int8_graph(leaky_bundle):
     assert mt["qat_steps"] == 2 and mt["qat_seconds"] > 0
     assert mt["int8_graph"] == max(snrs, key=snrs.get)
     assert mt["int8_vs_fp32_snr_db"] == snrs[mt["int8_graph"]]
+
+
+def test_a_quiet_export_prints_nothing_on_stderr(tmp_path):
+    """TensorFlow's and LiteRT's own lines (the converter's calibrator, its deprecated interpreter,
+    XNNPACK) stay off the terminal, also on the path that converts the per-process cached SavedModel."""
+    r = run_toolchain("export", "--target", "cortex-m55", "--out", str(tmp_path / "b"), "--quiet")
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
