@@ -131,7 +131,7 @@ def cochlear_html(section: Mapping[str, Any] | None, plots: Mapping[str, str]) -
     if not section:
         return []
     st = str(section.get("status"))
-    parts = ["<h2>Cochlear fidelity (CARFAC NAP / SAI, seed 004)</h2>",
+    parts = ["<h2>Cochlear fidelity (CARFAC NAP / SAI: Lyon 2017; the Differentiable Auditory Loop, 2026)</h2>",
              f'<p class="status {"ok" if st == "ok" else "off"}"><b>{html.escape(st)}</b>'
              + (f" — {html.escape(str(section['reason']))}" if section.get("reason") else "") + "</p>"]
     if st != "ok":

@@ -334,11 +334,14 @@ def _int8_section(m: Any, y8: Sequence[np.ndarray], y32: Sequence[np.ndarray], f
     from toolchain.verify.metrics import snr_db
 
     per = [snr_db(b, a) for a, b in zip(y8, y32)]
-    return {"status": "ok", "manifest_snr_db": m.metrics.get("int8_vs_fp32_snr_db"),
+    graph = getattr(m, "default_graph", "int8")
+    key = "int16x8_vs_fp32_snr_db" if graph == "int16x8" else "int8_vs_fp32_snr_db"
+    return {"status": "ok", "manifest_snr_db": m.metrics.get(key), "graph": graph,
             "measured_snr_db": snr_db(np.concatenate(y32), np.concatenate(y8)), "per_clip_snr_db": per,
             "test_seconds": float(sum(len(a) for a in y8) / fs),
-            "what": "held-out clean synthetic speech (test split) through the bundle's int8 vs its fp32 TFLite graph "
-                    "(the manifest's figure is the exporter's own: int8 vs the torch model on its held-out set)"}
+            "what": f"held-out clean synthetic speech (test split) through the bundle's device graph ({graph}) vs its "
+                    "fp32 TFLite graph (the manifest's figure is the exporter's own: that graph vs the torch model on "
+                    "its held-out set)"}
 
 
 def _latency_section(bundle: Any, probe: Callable[[], int] | None) -> dict[str, Any]:
