@@ -85,7 +85,9 @@ def test_stream_reports_a_killed_server_reopens_and_keeps_counting(default_bundl
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("stopped after") and "device losses 1, reopened 1" in summary, summary
     peak = float(summary.split("peak output ")[1].split()[0])
-    assert 0 < peak <= m.output_limit
+    # Nothing is connected to the capture port, so the device hears digital silence and plays
+    # silence back (the previous default played a buzz for it, which is what made this peak > 0).
+    assert 0 <= peak <= m.output_limit
 
 
 @pytest.mark.timeout(300)

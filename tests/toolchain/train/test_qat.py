@@ -35,8 +35,31 @@ def _stream_int8(backend, xq):
     return np.concatenate([backend.process_raw(xq[i:i + 16]) for i in range(0, len(xq), 16)]).astype(np.int64)
 
 
-def _fitted(audiogram, dtype=torch.float64):
-    return load_seanet(str(DEFAULT_CHECKPOINT)).fit(audiogram).to(dtype)
+def _fitted(audiogram, dtype=torch.float64, checkpoint=DEFAULT_CHECKPOINT):
+    return load_seanet(str(checkpoint)).fit(audiogram).to(dtype)
+
+
+#: A trained model whose output comes out of its nonlinear trunk (the distilled student, PReLU):
+#: the shipped default is the NAL-R FIR plus a correction that stayed near zero, where neither float
+#: rounding nor fine-tuning has anything to act on.
+TRUNK_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "seanet_distil.pt"
+
+
+@pytest.fixture(scope="module")
+def trunk_case():
+    """The distilled student's int8 graph (moderate-sloping), converted here with a short calibration."""
+    from tests.helpers import MODERATE
+    from toolchain.export import tflite
+
+    graph = _fitted(MODERATE, torch.float32, TRUNK_CHECKPOINT).streaming()
+    clip = speech_clip("calib", 0, seconds=1.0)
+    n = len(clip) // 16 * 16
+    xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), 16, list(range(0, n // 16, 3)))
+    nhwc = lambda t: t.permute(0, 2, 1).unsqueeze(1).numpy().astype(np.float32)  # noqa: E731
+    xs, st = nhwc(xb), [nhwc(s) for s in states]
+    reps = [[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(xs))]
+    int8 = tflite.convert(tflite.build_keras_step(graph, 16), len(graph.slots), lambda: iter(reps), fp32=False).int8
+    return int8, MODERATE
 
 
 def test_fake_quant_equals_litert_int8_within_one_lsb(bundle_case, one_thread):
@@ -72,10 +95,10 @@ def test_fake_quant_equals_litert_int8_within_one_lsb(bundle_case, one_thread):
     assert np.ptp(y_lit) > 50                                   # a real signal, not silence
 
 
-def test_float_rounding_alone_would_not_be_within_one_lsb(bundle_case, one_thread):
+def test_float_rounding_alone_would_not_be_within_one_lsb(trunk_case, one_thread):
     """Why the twin carries TFLite's integer arithmetic: plain float fake-quant drifts by several LSB."""
-    int8, audiogram = bundle_case
-    fq = qat.build_fake_quant(_fitted(audiogram).streaming(), int8)
+    int8, audiogram = trunk_case
+    fq = qat.build_fake_quant(_fitted(audiogram, checkpoint=TRUNK_CHECKPOINT).streaming(), int8)
     x = speech_clip("test", 5, seconds=0.5)
     x = x[: len(x) // 16 * 16]
     lit = LiteRTBackend(int8, reference_kernels=True)
@@ -174,13 +197,13 @@ def test_gradients_reach_every_float_parameter(bundle_case, one_thread):
     assert not missing
 
 
-def test_finetuning_moves_the_shared_weights_towards_the_float_output(bundle_case, one_thread):
+def test_finetuning_moves_the_shared_weights_towards_the_float_output(trunk_case, one_thread):
     """A few steps on one fixed segment raise the fake-quant-vs-float SNR on it; the float model trains in place."""
-    int8, audiogram = bundle_case
-    m = _fitted(audiogram, torch.float32)
+    int8, audiogram = trunk_case
+    m = _fitted(audiogram, torch.float32, TRUNK_CHECKPOINT)
     graph = m.streaming()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    ref_model = _fitted(audiogram, torch.float32)
+    ref_model = _fitted(audiogram, torch.float32, TRUNK_CHECKPOINT)
     seg = speech_clip("calib", 3, seconds=0.25)[:2048]
     x = torch.from_numpy(seg).reshape(1, 1, -1)
 
@@ -189,14 +212,14 @@ def test_finetuning_moves_the_shared_weights_towards_the_float_output(bundle_cas
             return -10 * np.log10(float(qat.snr_loss(twin(x), ref_model(x))))
 
     start = snr(qat.build_fake_quant(graph, int8))
-    res = qat.qat_finetune(graph, int8, [seg], 16, lr=3e-4, batch=1, segment=2048)
+    res = qat.qat_finetune(graph, int8, [seg], 16, lr=1e-4, batch=1, segment=2048)
     end = snr(res.model)
     print(f"fake-quant vs float SNR on the training segment: {start:.2f} dB -> {end:.2f} dB after 16 steps")
     assert res.steps == 16 and len(res.history) == 16
     assert res.history[0] == pytest.approx(start, abs=1e-3)    # the loop measures the same thing
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
-    # deterministic (seeded, one thread): 20.22 -> 20.64 dB on the shipped default (16 steps)
-    assert end > start + 0.2 and res.history[-1] > res.history[0] + 0.3
+    # deterministic (seeded, one thread): the gain is printed above
+    assert end > start + 0.2 and res.history[-1] > res.history[0] + 0.2
 
 
 def test_bad_arguments_are_refused(bundle_case):

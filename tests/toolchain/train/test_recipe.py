@@ -27,9 +27,11 @@ def test_default_recipe_loads() -> None:
     r = load_recipe("default")
     assert r.name == "default"
     assert r.source == str(RECIPES_DIR / "default.toml")
-    # The shipped model is the seanet.py default architecture with the filter skip.
-    assert r.model == SEANetConfig(skip_taps=7, skip_channels=4)
-    assert r.loss.quant_noise > 0 and 0 < r.loss.quant_noise_from_step < r.train.steps
+    # The shipped model is the classic prescription plus a learnt correction, in a family the 16x8
+    # device graph runs (no PReLU), its 48-tap input history shared by the input conv and the FIR.
+    assert r.model == SEANetConfig(kernel_size=48, skip_taps=48, skip_channels=2, prescription="nalr",
+                                   activation="leaky_relu")
+    assert r.loss.envelope > 0 and r.loss.silence > 0 and r.loss.quant_noise == 0
     assert r.hl.sample_rate == r.model.sample_rate
     assert r.train.threads <= 2
     assert {"moderate-sloping", "severe-sloping"} <= set(r.eval.presets)
