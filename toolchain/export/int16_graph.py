@@ -181,7 +181,8 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE, min_output_
     # 4. The audio output's reach. Its producer requantises to whatever scale the tensor declares.
     y = _audio_output(m)
     if min_output_reach > 0 and _scale(tensors[y]) * 32767.0 < min_output_reach:
-        if y in members or names[producers_of(ops, y)] not in _RESCALING_OPS:
+        src = producers().get(y)
+        if y in members or src is None or names[src] not in _RESCALING_OPS:
             raise Int16GraphError("the audio output shares a scale group; it cannot be widened to the output limit")
         _set_scale(tensors[y], min_output_reach / 32767.0)
 
@@ -191,14 +192,6 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE, min_output_
     builder = flatbuffers.Builder(len(tflite16) + 4096)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
-
-
-def producers_of(ops: list[Any], tensor: int) -> int:
-    """Index of the op that writes ``tensor``."""
-    for k, op in enumerate(ops):
-        if tensor in op.outputs:
-            return k
-    raise Int16GraphError("the audio output is not written by any op")
 
 
 def _signature_tensor(m: Any, key: str, outputs: bool) -> int | None:

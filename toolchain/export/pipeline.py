@@ -29,7 +29,7 @@ from toolchain.models.seanet import SEANet, load_seanet
 from toolchain.models.streaming import StreamingGraph
 from toolchain.export import self_noise
 from toolchain.export.int16_graph import Int16GraphError, finalize_16x8
-from toolchain.export.self_noise import SNR_LEVELS_DB_SPL
+from toolchain.export.self_noise import SNR_LEVELS_DB_SPL, snr_db
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 
@@ -124,13 +124,6 @@ def _corpus(split: str, n: int, opts: ExportOptions, sample_rate: int) -> np.nda
 
     # The same clips for every patient: a fleet worker makes them once (process_cache).
     return process_cache.corpus((split, n, opts.corpus_seed, repr(cfg)), make)
-
-
-def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """10·log10(‖ref‖² / ‖ref − test‖²) over all samples."""
-    err = float(np.sum((np.asarray(reference, np.float64) - test) ** 2))
-    sig = float(np.sum(np.asarray(reference, np.float64) ** 2))
-    return float("inf") if err == 0 else 10.0 * np.log10(sig / err)
 
 
 def _tensor_specs(details: dict[str, dict], names: list[str]) -> list[dict[str, Any]]:

@@ -40,9 +40,10 @@ def pcm16(x: np.ndarray) -> np.ndarray:
     return (np.clip(np.round(np.asarray(x, np.float64) * 32768.0), -32768, 32767) / 32768.0).astype(np.float32)
 
 
-def _snr(ref: np.ndarray, test: np.ndarray) -> float:
-    err = float(np.sum((np.asarray(ref, np.float64) - test) ** 2))
-    sig = float(np.sum(np.asarray(ref, np.float64) ** 2))
+def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """10·log10(‖ref‖² / ‖ref − test‖²) over all samples (the export's one SNR)."""
+    err = float(np.sum((np.asarray(reference, np.float64) - test) ** 2))
+    sig = float(np.sum(np.asarray(reference, np.float64) ** 2))
     return float("inf") if err == 0 else 10.0 * math.log10(sig / err)
 
 
@@ -62,8 +63,8 @@ def per_level_snr(device: Any, fp32: Any, clips_by_level: dict[float, Sequence[n
         ref = np.concatenate([stream(fp32, c) for c in x])
         dev = np.concatenate([stream(device, c) for c in x])
         unq = np.concatenate([stream(fp32, np.asarray(c, np.float32)) for c in clips])
-        out[f"{level:g}"] = {"device_vs_fp32_db": round(_snr(np.clip(ref, -lim, lim), np.clip(dev, -lim, lim)), 2),
-                             "pcm16_input_ceiling_db": round(_snr(np.clip(unq, -lim, lim), np.clip(ref, -lim, lim)), 2),
+        out[f"{level:g}"] = {"device_vs_fp32_db": round(snr_db(np.clip(ref, -lim, lim), np.clip(dev, -lim, lim)), 2),
+                             "pcm16_input_ceiling_db": round(snr_db(np.clip(unq, -lim, lim), np.clip(ref, -lim, lim)), 2),
                              "input_peak": round(float(max(np.abs(c).max() for c in clips)), 4),
                              "fp32_above_limit": round(float(np.mean(np.abs(ref) > lim)), 5)}
     return out
@@ -141,4 +142,4 @@ def metrics(per_level: dict[str, dict[str, float]], silence: SilenceFigures, cli
 
 
 __all__ = ["HFA_HZ", "SNR_LEVELS_DB_SPL", "SilenceFigures", "clip_level_db_spl", "hfa_gain_db", "metrics",
-           "pcm16", "per_level_snr", "silence_figures"]
+           "pcm16", "per_level_snr", "silence_figures", "snr_db"]
