@@ -145,7 +145,7 @@ def normal_hearing_haspi(clean: np.ndarray, heard: np.ndarray, sample_rate: int,
     """HASPI v2 of ``heard`` against ``clean`` for a normal ear (0 dB HL), in our calibration."""
     import logging
 
-    from toolchain.verify.hearing import haspi
+    from toolchain.audio.clarity import haspi
 
     logging.disable(logging.WARNING)  # pyclarity warns "Audiogram does not have all HASPI frequencies" per call
     try:

@@ -333,7 +333,7 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
 
 
 class _Scorer:
-    """Runs :func:`toolchain.verify.hearing.score_pair` in this process or in ``jobs`` worker processes.
+    """Runs :func:`toolchain.audio.clarity.score_pair` in this process or in ``jobs`` worker processes.
 
     Up to :data:`MAX_IN_FLIGHT` tasks wait (each holds two signals, ~0.3 MB for 2 s), so the main
     process runs ahead: it exports the next audiogram's bundle while the workers score this one.
@@ -349,7 +349,7 @@ class _Scorer:
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, task: tuple) -> None:
-        from toolchain.verify.hearing import score_pair
+        from toolchain.audio.clarity import score_pair
 
         if self._pool is None:
             key, hp, hq = score_pair(task)
@@ -479,7 +479,7 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
     from toolchain.audio.audiogram import Audiogram
     from toolchain.audio.levels import DEFAULT_CALIBRATION
     from toolchain.fitting.baselines import nalr, nalr_wdrc
-    from toolchain.verify.hearing import align, clarity_tools, haspi_level1
+    from toolchain.audio.clarity import align, clarity_tools, haspi_level1
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {"export_s": 0.0, "audio_s": 0.0, "processing_s": 0.0, "scoring_s": 0.0}
@@ -608,7 +608,7 @@ def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict
             "HASPI v2 and HASQI v2 (pyclarity 0.9): reference = the dry clean speech at the speech level into a normal "
             "ear; processed = each system's output through the audiogram; level1 = dB SPL of RMS 1.0 from "
             "toolchain.audio.levels; the ear models' noise is seeded per example (the same draw for every system).",
-            "HASPI's envelope filter runs by FFT (toolchain.verify.hearing.fast_envelope_filter): the same scores, half "
+            "HASPI's envelope filter runs by FFT (toolchain.audio.clarity.fast_envelope_filter): the same scores, half "
             "the CPU time.",
             "Every output passes the device output limiter: inside the Engine for the device, runtime.engine.Limiter at "
             "the bundle's output_limit for the others.",

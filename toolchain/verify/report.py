@@ -46,9 +46,9 @@ import numpy as np
 from runtime.atomic import OutputPathError, atomic_write, check_output_path
 from toolchain.verify.cochlear import cochlear_html, cochlear_plots, cochlear_section
 from toolchain.verify.cochlear import summary_line as cochlear_summary_line
-from toolchain.verify.hearing import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
-from toolchain.verify.hearing import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
-from toolchain.verify.hearing import align as _align
+from toolchain.audio.clarity import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
+from toolchain.audio.clarity import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
+from toolchain.audio.clarity import align as _align
 from toolchain.verify.verdicts import PAPERS, judge, self_noise_section
 
 REPORT_FORMAT = "hx-verify-report/1"

@@ -26,7 +26,7 @@ def test_min_phase_fir_reproduces_nalr_within_1_db(preset: str) -> None:
 
 def test_nalr_gains_match_pyclarity() -> None:
     from clarity.enhancer.nalr import NALR
-    from toolchain.verify.hearing import clarity_audiogram
+    from toolchain.audio.clarity import clarity_audiogram
 
     thr = np.asarray(PRESETS["moderate-sloping"], np.float64)
     filt, _ = NALR(nfir=220, sample_rate=16000).build(clarity_audiogram(thr).resample(np.array([250, 500, 1000, 2000, 4000, 6000])))

@@ -14,7 +14,7 @@ from toolchain import cli
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.verify.evaluate import (LABELS, SYSTEMS, EvaluateError, EvaluateOptions, _Scorer, _stats,
                                        format_check, make_audio, parse_condition, reverb_rir, target_checks)
-from toolchain.verify.hearing import haspi_level1
+from toolchain.audio.clarity import haspi_level1
 
 
 def _one_line_exit_2(capsys, rc: int, *words: str) -> str:

@@ -7,8 +7,8 @@ import pytest
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, PRESETS
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
-from toolchain.verify import hearing
-from toolchain.verify.hearing import align, clarity_tools, haspi, haspi_level1, nalr_filter, nalr_process
+from toolchain.audio import clarity
+from toolchain.audio.clarity import align, clarity_tools, haspi, haspi_level1, nalr_filter, nalr_process
 
 FS = 16000
 
@@ -113,7 +113,7 @@ def test_align_finds_the_delay():
 
 
 def test_haspi_without_pyclarity_says_so(monkeypatch):
-    monkeypatch.setattr(hearing, "clarity_tools", lambda: (None, None, hearing.NOT_INSTALLED))
+    monkeypatch.setattr(clarity, "clarity_tools", lambda: (None, None, clarity.NOT_INSTALLED))
     with pytest.raises(RuntimeError, match="pyclarity not installed"):
         haspi(np.ones(100), np.ones(100), FS, [0.0] * len(AUDIOGRAM_FREQS_HZ))
 
@@ -126,14 +126,14 @@ def test_fft_envelope_filter_gives_the_same_haspi_and_hasqi_is_seeded(speech):
     noisy = x + 0.3 * np.random.default_rng(1).standard_normal(len(x)).astype(np.float32) * np.std(x)
     haspi_v2, _, _ = clarity_tools()
     lv1 = haspi_level1()
-    direct = hearing.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
+    direct = clarity.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
     original = ebm.convolve2d
-    with hearing.fast_envelope_filter():
+    with clarity.fast_envelope_filter():
         assert ebm.convolve2d is not original
-        fast = hearing.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
+        fast = clarity.haspi_score(haspi_v2, x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3)
     assert ebm.convolve2d is original  # restored
     assert fast == pytest.approx(direct, abs=1e-9) and 0 < fast < 1
-    key, hp, hq = hearing.score_pair(("k", x, noisy * 2, 16000, thr, lv1, 3))
+    key, hp, hq = clarity.score_pair(("k", x, noisy * 2, 16000, thr, lv1, 3))
     assert key == "k" and hp == pytest.approx(direct, abs=1e-9)
-    assert hq == hearing.hasqi_score(x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3) and 0 < hq < 1
-    assert hearing.hasqi_score(x, x, 16000, [0.0] * 8, AUDIOGRAM_FREQS_HZ, lv1, seed=3) > hq
+    assert hq == clarity.hasqi_score(x, noisy * 2, 16000, thr, AUDIOGRAM_FREQS_HZ, lv1, seed=3) and 0 < hq < 1
+    assert clarity.hasqi_score(x, x, 16000, [0.0] * 8, AUDIOGRAM_FREQS_HZ, lv1, seed=3) > hq

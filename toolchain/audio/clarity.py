@@ -1,4 +1,4 @@
-"""pyclarity wrappers shared by ``toolchain verify`` and ``toolchain evaluate``: HASPI v2, NAL-R, alignment.
+"""pyclarity adapter shared by training, verification and evaluation: HASPI v2, HASQI, NAL-R, alignment.
 
 Level calibration: pyclarity's ``level1`` is the dB SPL of a signal whose RMS is 1.0. The
 project's one calibration lives in :mod:`toolchain.audio.levels` (by default a full-scale sine,
