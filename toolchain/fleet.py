@@ -458,8 +458,14 @@ def fleet_main(args: Any, board: Board) -> int:
     """``toolchain fleet``: run the fleet with a rich progress bar (ETA); one line per failure on
     stderr; exit 0 (all bundles present), 1 (some failed)."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     opts = FleetOptions(audiograms=Path(args.audiograms), board=board, out_dir=Path(args.out), workers=args.workers,
                         address=None if args.address in (None, "local") else args.address,

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from runtime.atomic import atomic_write
 from toolchain.audio.io import resample
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
-from runtime.atomic import atomic_write
 
 SPLITS: tuple[str, ...] = ("train", "calib", "test", "heldout")
 #: The evaluation-only split (``toolchain evaluate``); no training, calibration or validation reads it.

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.atomic import atomic_write
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
@@ -367,7 +368,6 @@ class HLSim(nn.Module):
 
 def save_hlsim(model: HLSim, path: str, extra: dict[str, Any] | None = None) -> None:
     """Config + weights (+ training metadata) written atomically."""
-    from runtime.atomic import atomic_write
 
     payload = {"kind": "hlsim", "config": model.config.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
     with atomic_write(path) as fh:

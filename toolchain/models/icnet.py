@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
+from toolchain.audio.levels import DEFAULT_CALIBRATION
 
 # ----------------------------------------------------------------------------- seed constants
 #: Audio rate of the model input. 001 §Training: "24,414.0625 Hz sound input frames".
@@ -593,7 +594,6 @@ def icnet_gain(calibration: Any = None) -> float:
     The digital ↔ dB SPL mapping is the project's one calibration (``toolchain.audio.levels``):
     a digital RMS of 1 is ``calibration.rms_to_db_spl(1.0)`` dB SPL.
     """
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
 
     cal = calibration or DEFAULT_CALIBRATION
     unit_rms_db = float(cal.rms_to_db_spl(1.0))

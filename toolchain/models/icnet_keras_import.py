@@ -39,10 +39,20 @@ import numpy as np
 import torch
 
 from runtime.atomic import atomic_write
-
 from toolchain.models.icnet import (
-    BOTTLENECK_CHANNELS, CONTEXT_SAMPLES, DECIMATION, DECODER_UNITS, FS_AUDIO, FS_MUA, ICNET_RMS_AT_94_DB_SPL,
-    N_BRANCHES, N_CLASSES_CATEGORICAL, N_CLASSES_POISSON, TIME_NORMALISATION, ICNet, ICNetConfig,
+    BOTTLENECK_CHANNELS,
+    CONTEXT_SAMPLES,
+    DECIMATION,
+    DECODER_UNITS,
+    FS_AUDIO,
+    FS_MUA,
+    ICNET_RMS_AT_94_DB_SPL,
+    N_BRANCHES,
+    N_CLASSES_CATEGORICAL,
+    N_CLASSES_POISSON,
+    TIME_NORMALISATION,
+    ICNet,
+    ICNetConfig,
 )
 
 CONFIG_NAME = "config.yaml"

@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from toolchain.models.seanet import SEANetConfig, seanet_from_checkpoint
+
 
 class CompensatorError(ValueError):
     """A checkpoint that cannot be loaded as a compensator; ``str()`` is one line."""
@@ -141,16 +143,12 @@ def load_compensator(path: str | os.PathLike[str]) -> Compensator:
 
 # ------------------------------------------------------------------------------ seanet
 def _seanet_detect(payload: Mapping[str, Any]) -> bool:
-    from toolchain.models.seanet import SEANetConfig
-
     cfg = payload.get("config")
     return (isinstance(cfg, Mapping) and isinstance(payload.get("state_dict"), Mapping)
             and set(cfg) <= set(SEANetConfig.__dataclass_fields__))
 
 
 def _seanet_build(payload: Mapping[str, Any]) -> Any:
-    from toolchain.models.seanet import seanet_from_checkpoint
-
     return seanet_from_checkpoint(dict(payload))
 
 

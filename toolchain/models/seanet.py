@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.atomic import atomic_write
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.fitting.prescription import nalr_fir
 from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
@@ -356,7 +357,6 @@ def seanet_from_checkpoint(ckpt: dict[str, Any]) -> SEANet:
 
 def save_seanet(model: SEANet, path: str, extra: dict[str, Any] | None = None) -> None:
     """Save config + weights (+ recipe metadata) atomically."""
-    from runtime.atomic import atomic_write
 
     payload = {"config": model.config.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
     with atomic_write(path) as fh:

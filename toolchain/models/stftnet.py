@@ -25,8 +25,9 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from runtime.atomic import atomic_write
 from toolchain.models.hlsim import HLSim, HLSimConfig
 from toolchain.models.registry import CompensatorKind, register_compensator
 
@@ -80,7 +81,6 @@ class STFTNet(HLSim):
 
 def save_stftnet(model: STFTNet, path: str, extra: dict[str, Any] | None = None) -> None:
     """Config + weights (+ training metadata) written atomically, with ``kind = "stftnet"``."""
-    from runtime.atomic import atomic_write
 
     payload = {"kind": KIND, "config": model.config.to_dict(), "state_dict": model.state_dict(), "extra": extra or {}}
     with atomic_write(path) as fh:

@@ -29,14 +29,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from runtime.atomic import atomic_write
+from toolchain.audio.data import SyntheticCorpus
 from toolchain.models.hlsim import HLSim, load_hlsim
-from toolchain.models.seanet import SEANet, SEANetConfig, save_seanet
+from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet, save_seanet
 from toolchain.models.stftnet import STFTNet, STFTNetConfig, save_stftnet
-from toolchain.train.losses import SimLossConfig, limit_penalty, simulator_loss
+from toolchain.train.compensator import corpus_config, generate_pool, sample_audiograms
 from toolchain.train.loop import DistEnv, init_distributed, run_loop, set_threads, unwrap
-from toolchain.train.recipe import (AudiogramSampling, DataConfig, RecipeError, TrainConfig, asset_path, build_sections,
-                                    read_toml)
-
+from toolchain.train.losses import SimLossConfig, limit_penalty, simulator_loss
+from toolchain.train.recipe import (
+    AudiogramSampling,
+    DataConfig,
+    Recipe,
+    RecipeError,
+    TrainConfig,
+    asset_path,
+    build_sections,
+    read_toml,
+)
 
 
 @dataclass(frozen=True)
@@ -178,23 +188,16 @@ class CompensationObjective:
 
 
 def _pool(recipe: DistilRecipe, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    from toolchain.train.compensator import corpus_config, generate_pool
-    from toolchain.audio.data import SyntheticCorpus
-
     corpus = SyntheticCorpus("train", corpus_config(_as_comp_recipe(recipe), recipe.data.clip_seconds),
                              seed=recipe.data.corpus_seed, size=recipe.data.train_examples, workers=recipe.data.workers)
     return generate_pool(corpus)
 
 
 def _as_comp_recipe(recipe: DistilRecipe) -> Any:
-    from toolchain.train.recipe import Recipe
-
     return Recipe(model=recipe.student, data=recipe.data)
 
 
 def make_batches(noisy: np.ndarray, clean: np.ndarray, recipe: DistilRecipe, batch: int, device: str):
-    from toolchain.train.compensator import sample_audiograms
-
     def batch_fn(rng: np.random.Generator, step: int) -> dict[str, Tensor]:
         idx = rng.integers(0, len(noisy), size=batch)
         a = sample_audiograms(rng, batch, recipe.audiograms)
@@ -232,8 +235,6 @@ def train_student(recipe: DistilRecipe, teacher: SEANet, objective: Compensation
                   resume: bool) -> tuple[SEANet, Any]:
     student = SEANet(recipe.student)
     if recipe.distil.student_init:
-        from toolchain.models.seanet import load_seanet
-
         init = asset_path(recipe.distil.student_init)
         if not init.exists():
             raise RecipeError(f"[distil] student_init {init} not found")
@@ -313,7 +314,6 @@ def train_distilled(recipe: DistilRecipe, out_path: Path, *, teacher_out: Path |
         if env.is_main:
             save_teacher(teacher.cpu(), str(teacher_out), extra=summary | {"role": "teacher"})
             save_seanet(student.cpu(), str(out_path), extra=summary | {"role": "student", "teacher": str(teacher_out)})
-            from runtime.atomic import atomic_write
 
             with atomic_write(out_path.with_suffix(".json"), "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from runtime.atomic import atomic_write
 from toolchain.audio.audiogram import PRESETS, Audiogram
 from toolchain.audio.data import NOISE_TYPES, CorpusConfig, SyntheticCorpus
+from toolchain.audio.msbg_ref import MSBGReference
 
 PAIRS_FORMAT = 1  # bump when the generation changes (invalidates caches)
 
@@ -81,8 +84,6 @@ def draw_audiograms(n: int, seed: int, preset_probability: float) -> np.ndarray:
 
 
 def _simulate_chunk(args: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
-    from toolchain.audio.msbg_ref import MSBGReference
-
     clips, audiograms, sample_rate = args
     ref = MSBGReference(sample_rate=sample_rate)
     return np.stack([ref.simulate(x, Audiogram(tuple(float(v) for v in a))) for x, a in zip(clips, audiograms)])
@@ -122,8 +123,6 @@ def msbg_pairs(cfg: PairsConfig, *, progress: Callable[[int, int], None] | None 
     def keep(i: int, out: np.ndarray) -> None:
         outs[i] = out
         if use_cache:
-            from runtime.atomic import atomic_write
-
             with atomic_write(parts_dir / f"{i:06d}.npy") as fh:
                 np.save(fh, out)
         if progress is not None:
@@ -139,10 +138,6 @@ def msbg_pairs(cfg: PairsConfig, *, progress: Callable[[int, int], None] | None 
     data = {"x": x, "clean": clean, "audiogram": audiograms,
             "msbg": np.concatenate([outs[i] for i in starts]).astype(np.float32)}
     if use_cache:
-        import shutil
-
-        from runtime.atomic import atomic_write
-
         with atomic_write(path) as fh:
             np.savez(fh, **data)
         shutil.rmtree(parts_dir, ignore_errors=True)

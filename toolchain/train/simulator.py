@@ -11,6 +11,7 @@ their Spearman rank correlation (seed 003 reports SRCC of STOI/PESQ; the issue a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -20,9 +21,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from runtime.atomic import atomic_write
+from toolchain.audio.clarity import haspi
 from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
-from toolchain.train.losses import SimLossConfig, simulator_loss
 from toolchain.train.loop import DistEnv, crop_batch, init_distributed, run_loop, set_threads
+from toolchain.train.losses import SimLossConfig, simulator_loss
 from toolchain.train.msbg_data import PairsConfig, describe, msbg_pairs
 from toolchain.train.recipe import ASSETS, RecipeError, TrainConfig, asset_path, build_sections, read_toml
 
@@ -143,9 +146,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def normal_hearing_haspi(clean: np.ndarray, heard: np.ndarray, sample_rate: int, calibration: Any) -> float:
     """HASPI v2 of ``heard`` against ``clean`` for a normal ear (0 dB HL), in our calibration."""
-    import logging
-
-    from toolchain.audio.clarity import haspi
 
     logging.disable(logging.WARNING)  # pyclarity warns "Audiogram does not have all HASPI frequencies" per call
     try:
@@ -251,7 +251,6 @@ def train_simulator(recipe: SimulatorRecipe, out_path: Path, *, device: str | No
             summary["wall_time_s"] = round(time.perf_counter() - t_start, 1)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             save_hlsim(sim, str(out_path), extra=summary | {"loss_history": res.history})
-            from runtime.atomic import atomic_write
 
             with atomic_write(out_path.with_suffix(".json"), "w", encoding="utf-8") as fh:
                 json.dump(summary, fh, indent=2)

@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from toolchain.fitting.prescription import nalr_fir
+from toolchain.models.carfac_fit import fit_audiogram_cached
+from toolchain.train.losses_dal import CochlearEars, correlation, relative_l1
 
 MAX_CLIPS = 2
 MAX_SECONDS = 1.0
@@ -39,9 +41,6 @@ def cochlear_section(audiogram: Mapping[str, Any] | None, clean: Sequence[np.nda
     """The section dict (``examples`` holds NAP envelopes of clip 0 for the plot, not for the JSON)."""
     # torch (CARFAC) lazily: report.py imports this module for every `toolchain` command line
     import torch
-
-    from toolchain.models.carfac_fit import fit_audiogram_cached
-    from toolchain.train.losses_dal import CochlearEars, correlation, relative_l1
 
     if audiogram is None:
         return {"status": "not run", "reason": "the bundle has no audiogram to fit the impaired cochlea to"}

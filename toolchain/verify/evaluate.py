@@ -59,6 +59,26 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from runtime.atomic import atomic_write
+from runtime.boards import BoardError, resolve_target
+from runtime.bundle import BundleError, load_bundle
+from runtime.engine import Engine, Limiter
+from toolchain.audio.audiogram import NAMED_AUDIOGRAMS, Audiogram
+from toolchain.audio.clarity import align, clarity_tools, haspi_level1, score_pair
+from toolchain.audio.data import (
+    HELDOUT_SPLIT,
+    SPLIT_VOICES,
+    CorpusConfig,
+    SpeechCache,
+    SyntheticCorpus,
+    language_consistent,
+    make_noise,
+    mix_at_snr,
+    split_sentences,
+)
+from toolchain.audio.levels import DEFAULT_CALIBRATION
+from toolchain.export.pipeline import ExportError, ExportOptions, export_bundle
+from toolchain.fitting.baselines import nalr, nalr_wdrc
+from toolchain.models.registry import CompensatorError, load_compensator
 
 EVALUATION_FORMAT = "hx-evaluate/2"
 SYSTEMS: tuple[str, ...] = ("unprocessed", "nal-r", "nal-r+wdrc", "device")
@@ -172,8 +192,6 @@ class EvaluateOptions:
     export_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        from toolchain.audio.audiogram import NAMED_AUDIOGRAMS
-
         if self.grid not in GRIDS:
             raise EvaluateError(f"unknown --grid {self.grid!r}; expected one of {', '.join(GRIDS)}")
         g = GRIDS[self.grid]
@@ -236,9 +254,6 @@ def make_audio(opts: EvaluateOptions, sample_rate: int) -> tuple[list[np.ndarray
 
     An input depends only on ``(seed, condition, example)``, not on the other options.
     """
-    from toolchain.audio.data import (HELDOUT_SPLIT, SPLIT_VOICES, CorpusConfig, SpeechCache, SyntheticCorpus,
-                                      language_consistent, make_noise, mix_at_snr, split_sentences)
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
 
     cfg = CorpusConfig(sample_rate=int(sample_rate), seconds=float(opts.seconds), speech_level_db_spl=(65.0, 65.0),
                        noise_probability=0.0)
@@ -278,8 +293,6 @@ def make_audio(opts: EvaluateOptions, sample_rate: int) -> tuple[list[np.ndarray
 
 # ------------------------------------------------------------------------------ devices
 def _load_student(path: Path) -> Any:
-    from toolchain.models.registry import CompensatorError, load_compensator
-
     try:
         return load_compensator(path)
     except CompensatorError as e:
@@ -288,7 +301,6 @@ def _load_student(path: Path) -> Any:
 
 def _match_bundles(paths: Sequence[Path], audiograms: Mapping[str, Any]) -> dict[str, Any]:
     """``{preset: Bundle}`` for the given bundles, each matched to the preset with its audiogram."""
-    from runtime.bundle import BundleError, load_bundle
 
     found: dict[str, Any] = {}
     for path in paths:
@@ -313,9 +325,6 @@ def _match_bundles(paths: Sequence[Path], audiograms: Mapping[str, Any]) -> dict
 
 
 def _export(student_path: Path, audiogram: Any, target: str, out_dir: Path) -> Any:
-    from runtime.boards import BoardError, resolve_target
-    from toolchain.export.pipeline import ExportError, ExportOptions, export_bundle
-
     try:
         board = resolve_target(target)
         return export_bundle(ExportOptions(board=board, audiogram=audiogram, out_dir=out_dir,
@@ -349,8 +358,6 @@ class _Scorer:
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, task: tuple) -> None:
-        from toolchain.audio.clarity import score_pair
-
         if self._pool is None:
             key, hp, hq = score_pair(task)
             self.results[key] = (hp, hq)
@@ -475,11 +482,6 @@ def _summaries(rows: Sequence[Mapping[str, Any]], presets: Sequence[str], condit
 
 def run_evaluation(opts: EvaluateOptions, *, progress: Progress = _noop) -> dict[str, Any]:
     """Score every system, write ``<out>/<name>.{json,md,png}``, return the JSON dict."""
-    from runtime.engine import Engine, Limiter
-    from toolchain.audio.audiogram import Audiogram
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
-    from toolchain.fitting.baselines import nalr, nalr_wdrc
-    from toolchain.audio.clarity import align, clarity_tools, haspi_level1
 
     t0 = time.perf_counter()
     timings: dict[str, float] = {"export_s": 0.0, "audio_s": 0.0, "processing_s": 0.0, "scoring_s": 0.0}

@@ -19,10 +19,12 @@ Used by tests/csrc/test_fuzz.py (a short run) and benchmarks/fuzz_ckernel.py (a 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import struct
 import subprocess
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +151,6 @@ def seed_corpus(blob: bytes, out_dir: Path) -> dict[str, Path]:
         seeds["self_input"] = b"\x01" + recrc(bytes(b))
     for name, data in seeds.items():
         (d_blob / name).write_bytes(data)
-    import random
 
     rng = random.Random(20240611)
     progs = {
@@ -195,7 +196,6 @@ def run(exe: Path, corpus: Path, *, harness: str, arch: str, blob: Path | None, 
     if MAX_LEN.get(harness):
         cmd.append(f"-max_len={MAX_LEN[harness]}")
     cmd += [*extra, str(work)]
-    import time
 
     before = set(artifact_dir.glob(f"{harness}-{arch}-*"))
     t0 = time.monotonic()

@@ -30,9 +30,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from toolchain.audio.io import resample
 from toolchain.models.icnet import (
-    FRAME_SAMPLES, FS_AUDIO, ICNet, ICNetConfig, PsiICNet, count_probabilities, expected_counts, frame_signal,
-    sample_counts, to_icnet_units,
+    FRAME_SAMPLES,
+    FS_AUDIO,
+    ICNet,
+    ICNetConfig,
+    PsiICNet,
+    count_probabilities,
+    expected_counts,
+    frame_signal,
+    sample_counts,
+    to_icnet_units,
 )
 from toolchain.verify.metrics import FidelityAccumulator, gap_closed
 
@@ -224,8 +233,6 @@ class Comparison:
 
 
 def _prepare(x: np.ndarray, sample_rate: float, calibration: Any) -> np.ndarray:
-    from toolchain.audio.io import resample
-
     return to_icnet_units(resample(np.asarray(x, np.float32), float(sample_rate), FS_AUDIO), calibration)
 
 

@@ -43,12 +43,29 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
 from runtime.atomic import OutputPathError, atomic_write, check_output_path
+from runtime.backends import open_backend
+from runtime.backends.base import BackendError
+from runtime.bench import impulse_latency
+from runtime.bundle import BundleError, load_bundle
+from runtime.engine import Engine
+from toolchain.audio.clarity import (
+    NALR_TAPS,
+    NOT_INSTALLED,  # noqa: F401  (the report's "not available" reason; read here too)
+    clarity_tools,
+    haspi_level1,
+    haspi_score,
+    nalr_process,
+)
+from toolchain.audio.clarity import align as _align
+from toolchain.audio.data import CorpusConfig, SyntheticCorpus
+from toolchain.models.icnet import ICNet, load_psi_icnet
+from toolchain.models.icnet_keras_import import ICNetImportError, import_icnet
 from toolchain.verify.cochlear import cochlear_html, cochlear_plots, cochlear_section
 from toolchain.verify.cochlear import summary_line as cochlear_summary_line
-from toolchain.audio.clarity import NALR_TAPS, clarity_tools, haspi_level1, haspi_score, nalr_process
-from toolchain.audio.clarity import NOT_INSTALLED  # noqa: F401  (the report's "not available" reason; read here too)
-from toolchain.audio.clarity import align as _align
+from toolchain.verify.metrics import snr_db
+from toolchain.verify.neural import DEVICES, MidbrainModel, compare, psi_for_audiogram, select_device, time_model
 from toolchain.verify.verdicts import PAPERS, judge, self_noise_section
 
 REPORT_FORMAT = "hx-verify-report/1"
@@ -93,7 +110,6 @@ class VerifyOptions:
             raise VerifyError(f"--level must be in 20..110 dB SPL, got {self.level_db_spl!r}")
         if isinstance(self.batch_frames, bool) or not isinstance(self.batch_frames, int) or not 1 <= self.batch_frames <= 256:
             raise VerifyError(f"--batch-frames must be in 1..256, got {self.batch_frames!r}")
-        from toolchain.verify.neural import DEVICES
 
         if self.device not in DEVICES:
             raise VerifyError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
@@ -173,8 +189,6 @@ class _Models:
 def _load_models(opts: VerifyOptions) -> _Models:
     out = _Models()
     if opts.icnet_weights is not None:
-        from toolchain.models.icnet_keras_import import ICNetImportError, import_icnet
-
         try:
             out.icnet, out.icnet_import = import_icnet(opts.icnet_weights, opts.icnet_config)
         except ICNetImportError as e:
@@ -182,8 +196,6 @@ def _load_models(opts: VerifyOptions) -> _Models:
     elif opts.icnet_config is not None:
         raise VerifyError("--icnet-config needs --icnet-weights")
     if opts.psi_icnet is not None:
-        from toolchain.models.icnet import load_psi_icnet
-
         p = Path(opts.psi_icnet)
         if not p.is_file():
             raise VerifyError(f"{p}: ψ-ICNet checkpoint not found")
@@ -201,8 +213,6 @@ def _load_models(opts: VerifyOptions) -> _Models:
 
 
 def _architecture(icnet: Any) -> dict[str, Any]:
-    from toolchain.models.icnet import ICNet
-
     model = icnet if icnet is not None else ICNet()
     rows = [{"layer": n, "output_shape": list(s), "parameters": p} for n, s, p in model.layer_summary()]
     return {"layers": rows, "parameters": model.parameter_count(), "config": model.config.to_dict()}
@@ -210,8 +220,6 @@ def _architecture(icnet: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ the run
 def _speech(bundle_rate: int, opts: VerifyOptions) -> list[np.ndarray]:
-    from toolchain.audio.data import CorpusConfig, SyntheticCorpus
-
     cfg = CorpusConfig(sample_rate=int(bundle_rate), seconds=float(opts.seconds),
                        speech_level_db_spl=(float(opts.level_db_spl), float(opts.level_db_spl)), noise_probability=0.0)
     corpus = SyntheticCorpus("test", cfg, seed=int(opts.seed), size=int(opts.clips))
@@ -219,8 +227,6 @@ def _speech(bundle_rate: int, opts: VerifyOptions) -> list[np.ndarray]:
 
 
 def _engine_runner(bundle: Any, backend: str) -> Callable[[np.ndarray], np.ndarray]:
-    from runtime.engine import Engine
-
     engine = Engine(bundle, backend=backend)
     return lambda x: engine.run(np.asarray(x, np.float32))
 
@@ -238,8 +244,6 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     t_start = time.perf_counter()
     models = _load_models(opts)
     if bundle is None:
-        from runtime.bundle import BundleError, load_bundle
-
         try:
             bundle = load_bundle(opts.bundle)
         except BundleError as e:
@@ -254,8 +258,6 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     audiogram = dict(m.audiogram) if m.audiogram else None
 
     import torch
-
-    from toolchain.verify.neural import select_device
 
     device, device_note = select_device(opts.device)
 
@@ -274,7 +276,6 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     clean = [np.asarray(c, np.float32) for c in (speech if speech is not None else _speech(fs, opts))]
     if not clean:
         raise VerifyError("no speech clips to verify with")
-    from runtime.backends.base import BackendError
 
     try:
         run_int8 = compensate or _engine_runner(bundle, "litert")
@@ -331,8 +332,6 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
 
 
 def _int8_section(m: Any, y8: Sequence[np.ndarray], y32: Sequence[np.ndarray], fs: int) -> dict[str, Any]:
-    from toolchain.verify.metrics import snr_db
-
     per = [snr_db(b, a) for a, b in zip(y8, y32)]
     graph = getattr(m, "default_graph", "int8")
     key = "int16x8_vs_fp32_snr_db" if graph == "int16x8" else "int8_vs_fp32_snr_db"
@@ -356,9 +355,6 @@ def _latency_section(bundle: Any, probe: Callable[[], int] | None) -> dict[str, 
                            "within_budget": (m.algorithmic_latency_ms <= float(budget)) if isinstance(budget, (int, float)) else None}
     try:
         if probe is None:
-            from runtime.backends import open_backend
-            from runtime.bench import impulse_latency
-
             measured = impulse_latency(open_backend(bundle, "litert"))
         else:
             measured = probe()
@@ -402,7 +398,6 @@ def _resolve_psi(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, A
     checkpoint, at the bundle's audiogram and at 0 dB HL. ``why_not`` names exactly what is
     missing when either ψ cannot be had (seed 000 learns ψ per animal; it gives no such map).
     """
-    from toolchain.verify.neural import psi_for_audiogram
 
     n_psi = models.psi.config.n_psi
     sources: dict[str, str] = {}
@@ -440,9 +435,6 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
                       clean: Sequence[np.ndarray], conditions: Mapping[str, Sequence[np.ndarray]], fs: int,
                       device: Any, progress: Progress, lags: Sequence[int]) -> dict[str, Any]:
     import torch
-
-    from toolchain.models.icnet import ICNet
-    from toolchain.verify.neural import MidbrainModel, compare, time_model
 
     sec: dict[str, Any] = {"alignment_lag_samples": list(lags)}
     if models.icnet is not None:  # the layer table of the weights given; random weights get none
@@ -842,7 +834,6 @@ def verify_main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m toolchain.verify.report``), with the CLI's one-line errors."""
-    from toolchain.models.icnet_keras_import import ICNetImportError
 
     parser = argparse.ArgumentParser(prog="toolchain verify", description=__doc__.split("\n\n")[0])
     add_verify_arguments(parser)
