@@ -457,6 +457,7 @@ def _previous_seconds(path: Path) -> dict[tuple[str, str], float]:
 def fleet_main(args: Any, board: Board) -> int:
     """``toolchain fleet``: run the fleet with a rich progress bar (ETA); one line per failure on
     stderr; exit 0 (all bundles present), 1 (some failed)."""
+    # lazy: rich is needed only for the progress display
     from rich.console import Console
     from rich.progress import (
         BarColumn,

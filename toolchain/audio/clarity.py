@@ -33,6 +33,7 @@ _HASPI_FREQS_HZ = (250, 500, 1000, 2000, 4000, 6000)
 def clarity_tools() -> tuple[Any, Any, str | None]:
     """``(haspi_v2, NALR, None)`` when pyclarity imports, else ``(None, None, reason)``."""
     try:
+        # lazy: pyclarity is optional; callers report it missing instead of failing
         from clarity.enhancer.nalr import NALR
         from clarity.evaluator.haspi import haspi_v2
     except ImportError as e:
@@ -50,6 +51,7 @@ def haspi_level1(calibration: LevelCalibration = DEFAULT_CALIBRATION) -> float:
 
 def clarity_audiogram(thresholds: Sequence[float], freqs: Sequence[float] = AUDIOGRAM_FREQS_HZ) -> Any:
     """pyclarity's ``Audiogram`` for thresholds (dB HL) at ``freqs`` (Hz)."""
+    # lazy: pyclarity is optional; callers report it missing instead of failing
     from clarity.utils.audiogram import Audiogram as ClarityAudiogram
 
     return ClarityAudiogram(levels=np.asarray(thresholds, np.float64), frequencies=np.asarray(freqs, np.float64))
@@ -101,6 +103,7 @@ def fast_envelope_filter() -> Iterator[None]:
     half the CPU time (1.6 -> 0.9 s for 2 s of speech, measured). Other ``convolve2d`` calls pass through.
     """
     try:
+        # lazy: pyclarity is optional; callers report it missing instead of failing
         from clarity.evaluator.haspi import ebm
     except ImportError:  # pyclarity missing: clarity_tools() reports it, nothing to speed up
         yield
@@ -127,6 +130,7 @@ def hasqi_score(reference: np.ndarray, processed: np.ndarray, sample_rate: int, 
     :func:`haspi_score`; ``equalisation=1`` (pyclarity's default) gives the reference NAL-R, so
     the quality is judged against amplified clean speech.
     """
+    # lazy: pyclarity is optional; callers report it missing instead of failing
     from clarity.evaluator.hasqi import hasqi_v2
 
     with _numpy_global_seed(seed):

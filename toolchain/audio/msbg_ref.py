@@ -52,6 +52,7 @@ def _quiet_clarity() -> Iterator[None]:
 
 def _ear(audiogram: Audiogram, calibration: LevelCalibration):
     try:
+        # lazy: pyclarity is optional; callers report it missing instead of failing
         from clarity.evaluator.msbg.msbg import Ear
         from clarity.utils.audiogram import Audiogram as ClarityAudiogram
     except ImportError as exc:  # pragma: no cover - set-up installs pyclarity

@@ -277,6 +277,7 @@ def _keras3_layers(f: Any) -> list[_Layer]:
 
 def read_keras_weights(path: str | os.PathLike[str]) -> tuple[list[_Layer], bool, str]:
     """``(layers with variables, whether the graph is known, layout name)`` of a Keras HDF5 file."""
+    # lazy: h5py is needed only to read Keras weight files
     import h5py
 
     p = Path(path)
@@ -561,6 +562,7 @@ def import_icnet(weights: str | os.PathLike[str], config: str | os.PathLike[str]
 def export_legacy_h5(model: ICNet, path: str | os.PathLike[str]) -> None:
     """Write ``model``'s weights in the legacy Keras layout (no graph) — for round-trip tests and
     for handing a torch-trained ICNet to Keras code that reads ``model_weights/<layer>/...``."""
+    # lazy: h5py is needed only to read Keras weight files
     import h5py
 
     c = model.config

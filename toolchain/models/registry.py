@@ -77,6 +77,7 @@ class Compensator:
 
     def fitted(self, thresholds_db_hl: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """An fp32 offline runner for the audiogram: 1-D float32 signal → output of the same length."""
+        # lazy: torch takes seconds to import; only this path needs it
         import torch
 
         fitted = self.model.fit(np.asarray(thresholds_db_hl, np.float32)).eval()
@@ -110,6 +111,7 @@ def load_compensator(path: str | os.PathLike[str]) -> Compensator:
     p = Path(path)
     if not p.is_file():
         raise CompensatorError(f"{p}: model checkpoint not found" if not p.is_dir() else f"{p}: is a directory, not a checkpoint")
+    # lazy: torch takes seconds to import; only this path needs it
     import torch
 
     try:

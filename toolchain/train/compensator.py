@@ -160,6 +160,7 @@ def pick_device(device: str | None) -> str:
 
 
 def _progress_bar() -> Any:
+    # lazy: rich is needed only for the progress display
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 

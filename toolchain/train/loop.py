@@ -29,7 +29,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from runtime.atomic import atomic_write
 from toolchain.train.recipe import TrainConfig
 
 
@@ -85,8 +87,6 @@ def wrap(model: nn.Module, env: DistEnv) -> nn.Module:
     """``model`` on its device, in DDP when distributed."""
     model = model.to(env.device)
     if env.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [torch.device(env.device).index] if env.device.startswith("cuda") else None
         model = DistributedDataParallel(model, device_ids=ids)
     return model
@@ -97,8 +97,15 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def progress_bar() -> Any:
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    # lazy: rich is needed only for the progress display
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -125,7 +132,6 @@ class LoopResult:
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
                      rng: np.random.Generator, history: list[float], skipped: list[int]) -> None:
-    from runtime.atomic import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"step": step, "model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),

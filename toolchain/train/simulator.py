@@ -139,6 +139,7 @@ def _lsd_db(ref: np.ndarray, est: np.ndarray, n_fft: int = 512, hop: int = 128) 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation (average ranks for ties)."""
+    # lazy: scipy is needed only on this path
     from scipy.stats import spearmanr
 
     return float(spearmanr(a, b).statistic)

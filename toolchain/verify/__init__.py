@@ -16,6 +16,7 @@ __all__ = ["VerifyError", "VerifyOptions", "add_verify_arguments", "run_verify",
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
+        # lazy: report pulls torch and pyclarity; `import toolchain.verify` stays light
         from toolchain.verify import report
 
         return getattr(report, name)

@@ -40,6 +40,7 @@ def cochlear_section(audiogram: Mapping[str, Any] | None, clean: Sequence[np.nda
                      progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """The section dict (``examples`` holds NAP envelopes of clip 0 for the plot, not for the JSON)."""
     # torch (CARFAC) lazily: report.py imports this module for every `toolchain` command line
+    # lazy: torch takes seconds to import; only this path needs it
     import torch
 
     if audiogram is None:
@@ -103,6 +104,7 @@ def cochlear_plots(section: Mapping[str, Any], png: Callable[[Any], str]) -> dic
     ex = section.get("examples") or {}
     if section.get("status") != "ok" or not ex:
         return {}
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(3.0 * len(ex), 3.0))

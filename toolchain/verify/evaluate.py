@@ -708,6 +708,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
 def render_plot(result: Mapping[str, Any]) -> bytes:
     """Two panels of grouped bars (HASPI v2, mean ± s.e.): per condition and per audiogram, pooled."""
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.figure import Figure
 
     colours = {"unprocessed": "#bbbbbb", "nal-r": "#4477aa", "nal-r+wdrc": "#228833", "device": "#ee6677"}
@@ -832,6 +833,7 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
 def evaluate_main(args: argparse.Namespace) -> int:
     """``toolchain evaluate``: progress on stderr; the pooled table and targets on stdout. Raises :class:`EvaluateError`."""
     opts = options_from_args(args)
+    # lazy: rich is needed only for the progress display
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

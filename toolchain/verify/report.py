@@ -257,6 +257,7 @@ def run_verify(opts: VerifyOptions, *, progress: Progress = _stderr_progress, bu
     fs = int(m.sample_rate)
     audiogram = dict(m.audiogram) if m.audiogram else None
 
+    # lazy: torch takes seconds to import; only this path needs it
     import torch
 
     device, device_note = select_device(opts.device)
@@ -434,6 +435,7 @@ def _resolve_psi(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, A
 def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[str, Any] | None,
                       clean: Sequence[np.ndarray], conditions: Mapping[str, Sequence[np.ndarray]], fs: int,
                       device: Any, progress: Progress, lags: Sequence[int]) -> dict[str, Any]:
+    # lazy: torch takes seconds to import; only this path needs it
     import torch
 
     sec: dict[str, Any] = {"alignment_lag_samples": list(lags)}
@@ -509,6 +511,7 @@ def _midbrain_section(opts: VerifyOptions, models: _Models, audiogram: Mapping[s
 
 # ------------------------------------------------------------------------------ plots + HTML
 def _png(fig: Any) -> str:
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -519,6 +522,7 @@ def _png(fig: Any) -> str:
 
 def _plots(data: Mapping[str, Any], clean: Sequence[np.ndarray], y8: Sequence[np.ndarray], y32: Sequence[np.ndarray],
            fs: int, midbrain: Mapping[str, Any]) -> dict[str, str]:
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.figure import Figure
 
     plots: dict[str, str] = {}
