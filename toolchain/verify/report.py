@@ -357,7 +357,7 @@ def _latency_section(bundle: Any, probe: Callable[[], int] | None) -> dict[str, 
     try:
         if probe is None:
             from runtime.backends import open_backend
-            from runtime.bench import impulse_latency
+            from runtime.harness.measure import impulse_latency
 
             measured = impulse_latency(open_backend(bundle, "litert"))
         else:
