@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, ensure_bundle  # noqa: E402
 
-from runtime.bench import plot_timings, run_bench, time_engine, write_json  # noqa: E402
 from runtime.bundle import load_bundle  # noqa: E402
 from runtime.cli import format_report  # noqa: E402
+from runtime.harness.bench import plot_timings, run_bench, time_engine, write_json  # noqa: E402
 
 TARGET = 0.25
 TARGET_BACKENDS = ("ckernel", "litert")
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                        loopback="jack", loopback_seconds=args.loopback_seconds, loopback_backend="ckernel",
                        log=lambda s: print(f"bench: {s}", flush=True))
     try:  # the float reference, on a shorter stretch (it steps a torch.fx graph in Python)
-        from runtime.bench import impulse_latency
         from runtime.engine import Engine
+        from runtime.harness.measure import impulse_latency
         from toolchain.export.torch_backend import TorchBackend
 
         b = load_bundle(bundle)

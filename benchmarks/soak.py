@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py [--bundle DIR] [--hours 1.0] [--backends litert ckernel onnx] [--out benchmarks/results]
 
-Each backend runs in its own process (``python -m runtime.soak``, see runtime/soak.py), so the
+Each backend runs in its own process (``python -m runtime.harness.soak``, see runtime/harness/soak.py), so the
 resident-set figures are the soak's alone: the offline reference first (a fresh engine fed in
 4096-sample pieces, as ``toolchain run`` does), then the live pass (``Engine.stream`` with host
 buffers of 16..2048 samples), with VmRSS read after every 10 s segment. Targets (issue 8): RSS
@@ -36,7 +36,7 @@ def run_one(bundle: Path, backend: str, seconds: float, warmup: float, nice: int
     """One backend's soak in a child process; returns its JSON result."""
     with tempfile.TemporaryDirectory() as d:
         js = Path(d) / "r.json"
-        cmd = [sys.executable, "-m", "runtime.soak", str(bundle), "--backend", backend, "--seconds", str(seconds),
+        cmd = [sys.executable, "-m", "runtime.harness.soak", str(bundle), "--backend", backend, "--seconds", str(seconds),
                "--warmup-seconds", str(warmup), "--json", str(js)]
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t0 = time.monotonic()

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from runtime.package_data import packaged_dir
+
 __all__ = [
     "ALIASES",
     "BOARDS_DIR",
@@ -35,8 +37,9 @@ __all__ = [
     "resolve_target",
 ]
 
-# The repo's boards/ folder, next to the runtime/ package (editable install or a checkout).
-BOARDS_DIR: Path = Path(__file__).resolve().parent.parent / "boards"
+# The board files: the copy installed with the package (a wheel: runtime/_boards/), else the
+# checkout's boards/ folder next to the runtime/ package (a checkout or an editable install).
+BOARDS_DIR: Path = packaged_dir("boards")
 #: Environment variable that points the loader at another folder of board files.
 BOARDS_DIR_ENV = "HX_BOARDS_DIR"
 

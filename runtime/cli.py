@@ -18,6 +18,7 @@ and no partial output is left. numpy, sounddevice (stream), matplotlib (--plot) 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -26,6 +27,22 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
+
+from runtime.atomic import OutputPathError, check_output_path
+from runtime.audio_io import AudioIOError, list_devices, print_status, status_line
+from runtime.backends import BACKENDS, open_backend
+from runtime.backends.base import BackendError
+from runtime.boards import BoardError, load_board
+from runtime.bundle import BundleError, load_bundle
+from runtime.engine import Engine
+from runtime.harness.bench import plot_timings, run_bench, write_json
+from runtime.harness.loopback import xruns_by_source
+from runtime.harness.measure import BenchError, LatencyProbeError
+from runtime.live import LiveSupervisor, WorkerConfig
+from runtime.native_log import set_verbose
+from runtime.resample import resample
+from runtime.signing import SignatureError, policy_from_sources
+from runtime.wavio import CHANNELS, DEFAULT_CHANNEL, WavError, check_input_file, check_rate, read_wav, write_wav_atomic
 
 USER_ERROR = 2
 
@@ -44,23 +61,12 @@ class _Parser(argparse.ArgumentParser):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that describe a user's mistake (or an environment the user must fix)."""
-    from runtime.atomic import OutputPathError
-    from runtime.audio_io import AudioIOError
-    from runtime.backends.base import BackendError
-    from runtime.bench import BenchError, LatencyProbeError
-    from runtime.boards import BoardError
-    from runtime.bundle import BundleError
-    from runtime.signing import SignatureError
-    from runtime.wavio import WavError
-
     return (UserError, BundleError, BackendError, WavError, BoardError, AudioIOError, BenchError, LatencyProbeError,
             SignatureError, OutputPathError)
 
 
 def trust_from_args(args: argparse.Namespace) -> Any:
     """The device's signature policy from ``--trusted-key``, ``--require-signature``, ``--board`` and the environment."""
-    from runtime.signing import policy_from_sources
-
     keys: list[str] = list(getattr(args, "trusted_key", None) or [])
     reasons = ["--require-signature"] if getattr(args, "require_signature", False) else []
     b = board_from_args(args)
@@ -78,8 +84,6 @@ def board_from_args(args: argparse.Namespace) -> Any:
         return None
     cached = getattr(args, "_board", None)
     if cached is None:
-        from runtime.boards import load_board
-
         cached = load_board(name)
         args._board = cached
     return cached
@@ -137,15 +141,11 @@ def positive_seconds(flag: str, value: float | None, *, allow_none: bool = True)
 
 
 def backend_names(extra: dict[str, BackendFactory] | None = None) -> list[str]:
-    from runtime.backends import BACKENDS
-
     return list(BACKENDS) + [n for n in (extra or {}) if n not in BACKENDS]
 
 
 def make_backend(bundle: Any, name: str, threads: int, extra: dict[str, BackendFactory] | None = None) -> Any:
     """A backend name → the name itself (runtime backends) or a ready backend (extra factories)."""
-    from runtime.backends import BACKENDS, BackendError
-
     if extra and name in extra:
         return extra[name](bundle, threads)
     if name not in BACKENDS:
@@ -185,12 +185,6 @@ def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: st
     write itself is atomic. ``board`` (a :class:`runtime.boards.Board`) gives the backend and
     threads the user did not name and lowers the output limit to its own (:func:`apply_board`).
     """
-    from runtime.atomic import check_output_path
-    from runtime.bundle import load_bundle
-    from runtime.engine import Engine
-    from runtime.resample import resample
-    from runtime.wavio import check_input_file, check_rate, read_wav, write_wav_atomic
-
     check_input_file(input_path, "wav file")
     check_output_path(output_path, inputs=[input_path])
     out = Path(output_path)
@@ -199,8 +193,6 @@ def run_file(bundle_path: str, input_path: str, output_path: str, *, backend: st
     backend, threads = settings.backend, settings.threads
     if host_block is not None and not 1 <= host_block <= 4096:
         raise UserError(f"--host-block must be 1..4096 samples, got {host_block}")
-    from runtime.backends import BACKENDS, BackendError
-
     if backend not in BACKENDS and backend not in (extra_backends or {}):
         raise BackendError(f"unknown backend {backend!r}; expected one of: {', '.join(backend_names(extra_backends))}")
     # The input before the backend: a backend may log on creation (LiteRT's INFO line), and a
@@ -248,12 +240,6 @@ def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None
     """Live duplex audio through a supervised worker process (runtime/live.py): a lost device or a
     killed audio server is reported on one line, the stream is reopened when the device is back
     (within --reopen-timeout), and the counters cover the whole session."""
-    import functools
-
-    from runtime.audio_io import print_status, status_line
-    from runtime.bundle import load_bundle
-    from runtime.live import LiveSupervisor, WorkerConfig
-
     trust = trust_from_args(args)
     bundle = load_bundle(args.bundle, trust=trust)
     m = bundle.manifest
@@ -315,11 +301,6 @@ def cmd_stream(args: argparse.Namespace, extra: dict[str, BackendFactory] | None
 
 # ---------------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
-    from runtime.bench import plot_timings, run_bench, write_json
-    from runtime.bundle import load_bundle
-
-    from runtime.atomic import check_output_path
-
     positive_seconds("--seconds", args.seconds, allow_none=False)
     positive_seconds("--loopback-seconds", args.loopback_seconds, allow_none=False)
     # Before minutes of timing: an output that cannot be written (or must not be) fails now.
@@ -338,8 +319,6 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None 
     for n in names:
         be = make_backend(bundle, n, args.threads, extra)
         if not args.backend and board is None and n == "ckernel":
-            from runtime.backends import BackendError, open_backend
-
             try:  # a default, not a request: a board without a C compiler benches litert alone
                 open_backend(bundle, "ckernel")
             except BackendError as e:
@@ -348,9 +327,6 @@ def cmd_bench(args: argparse.Namespace, extra: dict[str, BackendFactory] | None 
         specs.append(n if isinstance(be, str) else (n, be))
     x = None
     if args.input:
-        from runtime.resample import resample
-        from runtime.wavio import check_rate, read_wav
-
         x, sr = read_wav(args.input, channel=args.channel)
         check_rate(args.input, sr)
         if sr != bundle.manifest.sample_rate:
@@ -393,8 +369,6 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"  loopback (JACK dummy, {lb['backend']}, {lb['seconds']:.1f} s): round trip {lb['round_trip_samples']} samples = "
                      f"{lb['round_trip_ms']:.2f} ms = algorithmic {lb['algorithmic_ms']:.2f} + buffering {lb['buffering_ms']:.2f} ms"
                      + (f" (compute p99 {comp:.3f} ms runs inside the period)" if comp is not None else ""))
-        from runtime.bench import xruns_by_source
-
         xs = lb.get("xruns_by_source") or xruns_by_source(lb)
         lines.append(f"    xruns by source: runtime (after our callback overran) {xs['runtime']}, other PortAudio flags "
                      f"{xs['portaudio_other']}, JACK server driver {xs['server_driver']}, JACK server clients "
@@ -405,8 +379,6 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def cmd_devices(args: argparse.Namespace, extra: dict[str, BackendFactory] | None = None) -> int:
-    from runtime.audio_io import list_devices
-
     print(list_devices())
     return 0
 
@@ -483,8 +455,6 @@ def add_bench_parser(sub: Any, backends: Sequence[str]) -> argparse.ArgumentPars
 
 def add_channel_argument(p: argparse.ArgumentParser) -> None:
     """``--channel left|right|mix``: how a stereo (multi-channel) input becomes mono; same default everywhere."""
-    from runtime.wavio import CHANNELS, DEFAULT_CHANNEL
-
     p.add_argument("--channel", choices=CHANNELS, default=DEFAULT_CHANNEL,
                    help=f"which channel of a multi-channel input to use: the first, the second, or their mean "
                         f"(default {DEFAULT_CHANNEL}); a mono input is used as it is")
@@ -538,8 +508,6 @@ def one_line(e: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from runtime.native_log import set_verbose
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):

@@ -26,7 +26,9 @@ stale audio. numpy (+ sounddevice in the worker only).
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import os
 import queue
 import signal
@@ -38,6 +40,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
+
+from runtime.audio_io import AudioIOError, DuplexRunner, check_devices, import_sounddevice
+from runtime.bundle import load_bundle
+from runtime.engine import Engine
+from runtime.signing import policy_from_sources
 
 __all__ = ["LiveSummary", "LiveSupervisor", "WorkerConfig", "worker_main"]
 
@@ -128,15 +137,8 @@ def _counters(runner: Any, engine: Any, peak: list[float]) -> dict[str, Any]:
 
 def worker_main(cfg_json: str) -> int:
     """The audio worker (see the module doc). Exit 0 after ``done`` or ``error``; ``lost`` leaves by os._exit(3)."""
-    import numpy as np
-
     cfg = WorkerConfig(**json.loads(cfg_json))
     try:
-        from runtime.audio_io import AudioIOError, DuplexRunner, check_devices, import_sounddevice
-        from runtime.bundle import load_bundle
-        from runtime.engine import Engine
-        from runtime.signing import policy_from_sources
-
         sd = import_sounddevice()
         bundle = load_bundle(cfg.bundle, trust=policy_from_sources(cfg.trusted_keys, require=cfg.require_signature,
                                                                    require_reason=cfg.require_reason))
@@ -145,8 +147,6 @@ def worker_main(cfg_json: str) -> int:
         check_devices(m.sample_rate, device=cfg.device, input_device=cfg.input_device,
                       output_device=cfg.output_device, channels=cfg.channels)
         if cfg.backend_factory:
-            import importlib
-
             mod, _, attr = cfg.backend_factory.partition(":")
             backend: Any = getattr(importlib.import_module(mod), attr)(bundle, cfg.threads, **cfg.factory_kwargs)
         else:
@@ -154,8 +154,6 @@ def worker_main(cfg_json: str) -> int:
         host_block = m.block if cfg.host_block is None else cfg.host_block
         delay = None
         if cfg.low_latency:
-            import math
-
             delay = m.block - math.gcd(host_block or m.block, m.block)
         engine = Engine(bundle, backend, num_threads=cfg.threads, stream_delay=delay, output_limit=cfg.output_limit)
     except Exception as e:  # one line for the supervisor; it decides whether that ends the session
@@ -354,8 +352,6 @@ class LiveSupervisor:
     def run(self, seconds: float | None = None) -> LiveSummary:
         """Supervise until ``seconds`` (None: until Ctrl-C). Raises AudioIOError (one line) when the
         device cannot be opened at all, or does not come back within ``reopen_timeout``."""
-        from runtime.audio_io import AudioIOError
-
         s = self.summary
         t0 = time.monotonic()
         end = float("inf") if seconds is None else t0 + float(seconds)

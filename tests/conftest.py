@@ -12,6 +12,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: Modules the runtime must never load (a board has none of them): tests/runtime/test_imports.py and
+#: tests/runtime/test_install.py check sys.modules after a run against it.
+RUNTIME_FORBIDDEN = ("torch", "tensorflow", "toolchain", "soundfile", "scipy", "soxr", "rich", "onnx", "typer", "keras")
+
+
 def run_toolchain(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m toolchain ARGS`` in a subprocess, as a user would run it."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -38,6 +43,15 @@ def make_char_device(path: Path, major: int = 1, minor: int = 3) -> Path:
             pytest.fail(f"cannot make a device node for this test (not root, no passwordless sudo): {why}")
     assert stat.S_ISCHR(os.stat(path).st_mode)
     return path
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 @pytest.fixture(scope="session")

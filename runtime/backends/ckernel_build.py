@@ -18,9 +18,11 @@ Standard library + cffi only (this module runs on the boards).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import os
 import platform
 import re
@@ -30,6 +32,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 from types import ModuleType
+
+from runtime.package_data import packaged_dir
 
 ARCHS = ("ref", "neon", "x86")
 #: Flags a kernel set needs on top of the caller's (the ISA it is written for).
@@ -46,9 +50,10 @@ class CKernelBuildError(RuntimeError):
 
 
 def csrc_dir() -> Path:
-    """``$HX_CSRC_DIR``, else the ``csrc/`` folder next to the ``runtime`` package."""
+    """``$HX_CSRC_DIR``, else the sources installed with the package (a wheel: ``runtime/_csrc/``),
+    else the checkout's ``csrc/`` folder next to the ``runtime`` package."""
     env = os.environ.get("HX_CSRC_DIR")
-    return Path(env).expanduser().resolve() if env else Path(__file__).resolve().parents[2] / "csrc"
+    return Path(env).expanduser().resolve() if env else packaged_dir("csrc")
 
 
 def cache_dir() -> Path:
@@ -160,7 +165,7 @@ def _digest(arch: str, cflags: tuple[str, ...], root: Path) -> str:
     for f in files:
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
-    import cffi
+    import cffi  # lazy: only the ckernel backend needs cffi (load() names the fix when it is missing)
 
     for item in (arch, *cflags, sys.version, sysconfig.get_config_var("EXT_SUFFIX") or "", cffi.__version__,
                  platform.machine()):
@@ -181,7 +186,7 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
     """The compiled cffi module (attributes ``ffi`` and ``lib``), building it if needed."""
     arch = check_arch(arch or os.environ.get("HX_ARCH") or default_arch())
     cflags = tuple(cflags if cflags is not None else DEFAULT_CFLAGS)
-    try:
+    try:  # lazy: a board that runs only litert may lack cffi; this names the fix
         import cffi
     except ImportError:
         raise CKernelBuildError("the ckernel backend needs cffi (pip install cffi)") from None
@@ -219,9 +224,6 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
                            extra_compile_args=["-std=c99", arch_define(arch), *ARCH_CFLAGS[arch], *cflags])
             log = tmp / "build.log"
             try:
-                import contextlib
-                import io
-
                 buf = io.StringIO()
                 with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
                     out = ffi.compile(tmpdir=str(tmp), verbose=False)

@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import REPO, RUNTIME_FORBIDDEN
 
 #: Third-party modules runtime/ may import (anything else must be the standard library or runtime).
 ALLOWED = {"numpy", "ai_edge_litert", "cffi", "_cffi_backend", "sounddevice", "onnxruntime", "matplotlib",
            "cryptography"}  # cryptography: Ed25519 verification of signed bundles (runtime/signing.py)
-FORBIDDEN = ("torch", "tensorflow", "toolchain", "soundfile", "scipy", "soxr", "rich", "onnx", "typer", "keras")
 
 
 def _imports(path: Path) -> set[str]:
@@ -39,10 +40,54 @@ def test_runtime_source_imports_only_the_board_dependencies():
     assert not bad, f"runtime/ imports beyond numpy, ai-edge-litert, cffi, sounddevice: {bad}"
 
 
+def _runtime_imports(path: Path, package: str) -> set[str]:
+    """Every ``runtime...`` module ``path`` (a module of ``package``) imports: absolute or relative,
+    anywhere in the file (function bodies included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {n for n in names if n == "runtime" or n.startswith("runtime.")}
+
+
+def _harness_imports(path: Path, package: str) -> list[str]:
+    return sorted(m for m in _runtime_imports(path, package) if m == "runtime.harness" or m.startswith("runtime.harness."))
+
+
+def test_the_board_core_never_imports_the_harness():
+    """runtime/ outside harness/ is what a board runs; the measuring harness (bench, soak, loopback,
+    JACK, emulation) imports the core, never the other way round. cli.py is the top: it may."""
+    core = [f for f in sorted((REPO / "runtime").rglob("*.py"))
+            if "harness" not in f.relative_to(REPO / "runtime").parts and f != REPO / "runtime" / "cli.py"]
+    assert {"engine.py", "bundle.py", "live.py", "ckernel.py"} <= {f.name for f in core}, core
+    bad = {str(f.relative_to(REPO)): _harness_imports(f, ".".join(f.relative_to(REPO).parts[:-1])) for f in core}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"board core modules import the measuring harness: {bad}"
+
+
+@pytest.mark.parametrize("text", ["import runtime.harness.bench\n", "from runtime.harness import bench\n",
+                                  "from .harness.measure import stream\n", "from ..harness import soak\n",
+                                  "def f():\n    from runtime.harness.soak import soak\n"])
+def test_the_harness_check_sees_every_import_form(tmp_path, text):
+    """The check above would catch the core importing the harness in any of these forms."""
+    f = tmp_path / "probe.py"
+    f.write_text(text)
+    package = "runtime.backends" if text.startswith("from ..") else "runtime"
+    assert _harness_imports(f, package), text
+    f.write_text("from runtime.engine import Engine\nfrom . import bundle\n")
+    assert _harness_imports(f, "runtime") == []
+
+
 _SCRIPT = r"""
 import json, sys
-import runtime, runtime.engine, runtime.bench, runtime.cli, runtime.audio_io, runtime.wavio, runtime.resample
-import runtime.backends, runtime.bundle, runtime.boards, runtime.emulation
+import runtime, runtime.engine, runtime.harness.bench, runtime.cli, runtime.audio_io, runtime.wavio, runtime.resample
+import runtime.backends, runtime.bundle, runtime.boards, runtime.harness.emulation, runtime.harness.soak
 from runtime.engine import Engine
 bundle, wav, out = sys.argv[1:4]
 for name in ("litert", "ckernel", "litert-fp32"):
@@ -60,7 +105,7 @@ def test_importing_runtime_and_running_a_bundle_loads_neither_torch_nor_tensorfl
                        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     mods = json.loads(r.stdout.strip().splitlines()[-1])
-    loaded = sorted({m.split(".")[0] for m in mods} & set(FORBIDDEN))
+    loaded = sorted({m.split(".")[0] for m in mods} & set(RUNTIME_FORBIDDEN))
     assert loaded == [], f"the runtime pulled in {loaded}"
     assert "ai_edge_litert" in {m.split(".")[0] for m in mods}
     assert (tmp_path / "o.wav").stat().st_size > 44

@@ -15,12 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from runtime.bench import JackServer
+from runtime.harness.jack import JackServer
 from runtime.bundle import load_bundle
 from runtime.live import LiveSupervisor, WorkerConfig
 from tests.conftest import REPO
@@ -194,17 +193,3 @@ def test_counters_add_up_across_workers():
     assert s.peak_output == 0.2
     sup._retire(ev(60, 1, 250.0, 60, 0, 0.3, 90.0))
     assert (s.callbacks, s.xruns, s.engine["blocks"], s.peak_output) == (210, 4, 210, 0.3)
-
-
-@pytest.mark.timeout(240)
-def test_killed_servers_do_not_use_up_jacks_server_registry():
-    """JACK's registry has 8 server slots per machine and a SIGKILLed server never frees its own;
-    JackServer.stop reclaims it, so killing more than 8 servers (as these tests do) leaves the
-    machine able to start a server."""
-    for _ in range(9):
-        s = JackServer(16000, 16, realtime=False).start()
-        os.killpg(s.proc.pid, signal.SIGKILL)
-        s.stop()  # reclaims the slot
-        assert not list(Path("/dev/shm").glob(f"jack_{s.name}_*"))
-    with JackServer(16000, 16, realtime=False) as s:
-        assert "system:capture_1" in s.ports()

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from runtime.bench import LatencyProbeError, impulse_latency, stream
+from runtime.harness.measure import LatencyProbeError, impulse_latency, stream
 from runtime.boards import Board
 from runtime.bundle import Bundle, load_bundle
 from runtime.native_log import native_chatter

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.bench import stream
+from runtime.harness.measure import stream
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 #: Speech levels of the per-level SNR table (dB SPL).

@@ -44,9 +44,9 @@ import numpy as np
 from runtime.atomic import OutputPathError, atomic_write, check_output_path
 from runtime.backends import open_backend
 from runtime.backends.base import BackendError
-from runtime.bench import impulse_latency
 from runtime.bundle import BundleError, load_bundle
 from runtime.engine import Engine
+from runtime.harness.measure import impulse_latency
 from toolchain.audio.clarity import (
     NALR_TAPS,
     NOT_INSTALLED,  # noqa: F401  (the report's "not available" reason; read here too)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from runtime.backends.litert import LiteRTBackend
-from runtime.bench import stream
+from runtime.harness.measure import stream
 from tests.helpers import randomised_seanet, speech_clip
 from toolchain.export import tflite
 from toolchain.export.int16_graph import PCM16_SCALE, Int16GraphError, finalize_16x8

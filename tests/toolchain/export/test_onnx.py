@@ -7,7 +7,7 @@ from runtime.backends.onnx import OnnxBackend
 from runtime.bundle import load_bundle
 from tests.helpers import MODERATE, randomised_seanet, speech_clip
 from toolchain.export.onnx import export_onnx
-from runtime.bench import stream
+from runtime.harness.measure import stream
 
 
 def test_onnx_step_graph_equals_torch():

@@ -9,7 +9,7 @@ import pytest
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import BundleError, load_bundle
 from tests.conftest import run_toolchain
-from runtime.bench import impulse_latency
+from runtime.harness.measure import impulse_latency
 from tests.helpers import DEFAULT_DEVICE_SNR_DB, INT8_SNR_FLOOR_DB
 
 

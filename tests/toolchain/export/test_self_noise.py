@@ -73,7 +73,7 @@ def test_a_near_full_scale_wav_passes_the_device_unclipped(default_bundle):
     q = np.round(x / s) + z
     assert q.max() < 32767 and q.min() > -32768           # the input tensor holds it
     fp32 = LiteRTBackend(b.graph_file("fp32"))
-    from runtime.bench import stream
+    from runtime.harness.measure import stream
 
     ref, got = stream(fp32, x), stream(dev, x)
     lim = b.manifest.output_limit

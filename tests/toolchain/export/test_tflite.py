@@ -7,7 +7,7 @@ import torch
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import load_bundle
 from tests.helpers import INT8_SNR_FLOOR_DB, MODERATE, randomised_seanet, speech_clip
-from runtime.bench import stream
+from runtime.harness.measure import stream
 from toolchain.export.pipeline import snr_db
 from toolchain.models.seanet import load_seanet
 

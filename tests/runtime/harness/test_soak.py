@@ -1,6 +1,6 @@
 """Soak: minutes of audio through each backend (the hour-long run is benchmarks/soak.py).
 
-Each backend soaks in its own process (``python -m runtime.soak``) so the RSS figures are its
+Each backend soaks in its own process (``python -m runtime.harness.soak``) so the RSS figures are its
 own; the three run side by side to keep the wall time down. The checks that make a soak mean
 something are tested too: a one-sample difference from offline, a slow leak and a miscounted
 counter are all caught.
@@ -14,12 +14,15 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from runtime.bundle import load_bundle
-from runtime.soak import RSS_GROWTH_LIMIT_KB, WindowHasher, check_counters, soak, soak_signal
+from runtime.engine import Engine
+from runtime.harness.soak import (RSS_GROWTH_LIMIT_KB, WindowHasher, check_counters, output_reach, soak,
+                                  soak_signal)
 from tests.conftest import REPO
 
 # Two minutes of audio for the int8 backends; ONNX steps ~5x slower per block (onnxruntime's
@@ -33,7 +36,7 @@ def soak_results(default_bundle, tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     procs = {}
     for backend, seconds in SOAK_SECONDS.items():
-        cmd = [sys.executable, "-m", "runtime.soak", str(default_bundle), "--backend", backend, "--seconds", str(seconds),
+        cmd = [sys.executable, "-m", "runtime.harness.soak", str(default_bundle), "--backend", backend, "--seconds", str(seconds),
                "--warmup-seconds", str(seconds / 3), "--json", str(d / f"{backend}.json"), "--quiet"]
         procs[backend] = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = {}
@@ -113,8 +116,6 @@ def test_check_counters_names_each_inconsistency():
 
 def test_soak_catches_a_one_sample_drift(default_bundle, monkeypatch):
     """A live path that differs from offline in one sample, 3 s in, is reported with where it starts."""
-    from runtime.engine import Engine
-
     real = Engine.stream
     fed = {"n": 0}
 
@@ -136,8 +137,6 @@ def test_soak_catches_a_one_sample_drift(default_bundle, monkeypatch):
 
 def test_soak_catches_a_leak(default_bundle, monkeypatch):
     """A live path that keeps 200 kB per second of audio (about 700 MB an hour) fails the RSS check."""
-    from runtime.engine import Engine
-
     real = Engine.stream
     hoard = []
 
@@ -160,10 +159,6 @@ def test_soak_catches_a_leak(default_bundle, monkeypatch):
 
 
 def test_output_reach_is_the_far_end_of_the_int8_grid():
-    from types import SimpleNamespace
-
-    from runtime.soak import output_reach
-
     assert output_reach(SimpleNamespace(output_quant=(0.01, 29))) == pytest.approx(1.57)   # (-128 - 29) * 0.01
     assert output_reach(SimpleNamespace(output_quant=(0.01, -100))) == pytest.approx(2.27)
     assert output_reach(SimpleNamespace(output_quant=(0.0, 0))) == float("inf")              # a float graph

@@ -22,7 +22,7 @@ host buffer sizes that vary as a sound card's do, and checks:
 
 The signal is generated segment by segment from a seed (speech-like noise with a syllabic
 envelope, silences, loud bursts that drive the limiter, and non-finite samples), so an hour of
-audio costs no memory. ``python -m runtime.soak BUNDLE --backend B --seconds S --json F`` runs one
+audio costs no memory. ``python -m runtime.harness.soak BUNDLE --backend B --seconds S --json F`` runs one
 backend in its own process (the RSS figures are then the soak's alone); ``benchmarks/soak.py``
 runs every backend for an hour and plots the result.
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import sys
 import time
@@ -43,6 +42,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from runtime.atomic import atomic_write
+from runtime.backends import open_backend
+from runtime.backends.base import BackendError
+from runtime.bundle import Bundle, BundleError, load_bundle
+from runtime.engine import Engine
 
 __all__ = ["RSS_GROWTH_LIMIT_KB", "SoakError", "WindowHasher", "rss_kb", "soak", "soak_signal"]
 
@@ -253,10 +258,6 @@ def soak(bundle: Any, backend: str = "ckernel", *, seconds: float = 120.0, segme
     Runs the offline reference first, then the live pass (RSS is sampled during the live pass,
     after ``warmup_seconds`` of audio: default 10 % of the run, at least one segment).
     """
-    from runtime.backends import open_backend
-    from runtime.bundle import Bundle, load_bundle
-    from runtime.engine import Engine
-
     say = log or (lambda s: None)
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     m = b.manifest
@@ -391,7 +392,7 @@ def format_result(r: SoakResult) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runtime.soak", description="Soak one backend (see the module doc).")
+    ap = argparse.ArgumentParser(prog="python -m runtime.harness.soak", description="Soak one backend (see the module doc).")
     ap.add_argument("bundle")
     ap.add_argument("--backend", default="ckernel")
     ap.add_argument("--seconds", type=float, default=120.0, help="audio to stream (default 120)")
@@ -403,20 +404,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", help="write the result as JSON")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    from runtime.bundle import BundleError
-    from runtime.backends.base import BackendError
-
     try:
         r = soak(args.bundle, args.backend, seconds=args.seconds, segment_seconds=args.segment_seconds,
                  window_seconds=args.window_seconds, warmup_seconds=args.warmup_seconds, seed=args.seed,
                  limit_fraction=args.limit_fraction, log=None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     except (BundleError, BackendError, SoakError) as e:
-        print(f"python -m runtime.soak: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"python -m runtime.harness.soak: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(format_result(r))
     if args.json:
-        from runtime.atomic import atomic_write
-
         with atomic_write(Path(args.json), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(r.as_dict(), indent=1) + "\n")
     return 0 if r.ok else 1

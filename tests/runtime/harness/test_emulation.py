@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.emulation import cross_build_ckernel, pi_python
+from runtime.harness.emulation import cross_build_ckernel, pi_python
 from runtime.wavio import read_wav, write_wav_atomic
 from tests.conftest import REPO
 

@@ -6,10 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from runtime.bench import BenchError, JackServer, bench_signal, impulse_latency, run_bench, time_engine
+from runtime.boards import load_board
 from runtime.bundle import load_bundle
+from runtime.cli import format_report
 from runtime.engine import Engine
+from runtime.harness.bench import bench_signal, plot_timings, run_bench, time_engine, write_json
+from runtime.harness.measure import impulse_latency
 from tests.conftest import run_toolchain
 
 
@@ -88,18 +92,9 @@ def test_run_bench_in_process(bundle):
     assert rep["algorithmic_latency_samples"] == 16
 
 
-def test_jack_server_reports_a_missing_jackd():
-    with pytest.raises(BenchError, match="not found"):
-        JackServer(16000, 16, jackd="jackd-that-does-not-exist").start()
-
-
 def test_bench_json_is_an_estimate_from_this_host_never_a_board_verdict(bundle, tmp_path):
     """Issue 17: measured on an x86 host, the JSON said ``within_board_budget: true`` for rpi4. Now it names
     the host CPU, says where the times were taken, and compares with the board's budget as an estimate."""
-    from runtime.bench import write_json
-    from runtime.boards import load_board
-    from runtime.cli import format_report
-
     rep = run_bench(bundle, ["ckernel"], seconds=0.3, board=load_board("rpi4"))
     write_json(rep, tmp_path / "b.json")
     text = (tmp_path / "b.json").read_text()
@@ -117,10 +112,6 @@ def test_bench_json_is_an_estimate_from_this_host_never_a_board_verdict(bundle, 
 def test_plot_carries_the_loopback_figures_and_the_host(tmp_path, monkeypatch):
     """The PNG has the loopback round trip and the xruns by source under the histogram, and says where
     the times were measured (the budget line is an estimate)."""
-    from matplotlib.figure import Figure
-
-    from runtime.bench import plot_timings
-
     texts: list[str] = []
     original = Figure.text
     monkeypatch.setattr(Figure, "text", lambda self, x, y, s, *a, **k: (texts.append(s), original(self, x, y, s, *a, **k))[1])

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-REPO = Path(__file__).resolve().parents[1]
+import cffi
+
+from runtime.backends import ckernel_build
+
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "pi_sysroot.sh"
 
 
@@ -114,13 +118,9 @@ def cross_build_ckernel(pi: PiPython, package_root: str | os.PathLike[str], hx_c
     if lib.is_file():
         return lib
 
-    import cffi
-
-    from runtime.backends import ckernel_build as b
-
     csrc = root / "csrc"
     ffi = cffi.FFI()
-    ffi.cdef(b.cdef_source(csrc))
+    ffi.cdef(ckernel_build.cdef_source(csrc))
     ffi.set_source(info["modname"], '#include "hx/hx.h"\n')
     with tempfile.TemporaryDirectory(prefix="hx-xbuild-") as tmp:
         c_file = Path(tmp) / f"{info['modname']}.c"
@@ -128,12 +128,13 @@ def cross_build_ckernel(pi: PiPython, package_root: str | os.PathLike[str], hx_c
         # The emulated interpreter's prefix is already inside the sysroot (it runs from there).
         pyinc = Path(info["include"]).name  # python3.11
         sysinc = [pi.sysroot / "usr" / "include" / pyinc, pi.sysroot / "usr" / "include" / "aarch64-linux-gnu" / pyinc]
-        flags = ["-shared", "-fPIC", "-std=c99", b.arch_define(info["arch"]), *b.DEFAULT_CFLAGS, *extra_cflags,
-                 *(f"-I{d}" for d in b.include_dirs(csrc)), *(f"-I{d}" for d in sysinc if d.is_dir()),
+        flags = ["-shared", "-fPIC", "-std=c99", ckernel_build.arch_define(info["arch"]), *ckernel_build.DEFAULT_CFLAGS,
+                 *extra_cflags, *(f"-I{d}" for d in ckernel_build.include_dirs(csrc)),
+                 *(f"-I{d}" for d in sysinc if d.is_dir()),
                  # Debian's pyconfig.h includes <aarch64-linux-gnu/python3.11/pyconfig.h>; searched
                  # after the cross compiler's own headers so the sysroot never shadows its libc.
                  "-idirafter", str(pi.sysroot / "usr" / "include")]
-        srcs = [str(p) for p in b.source_files(info["arch"], root=csrc)]
+        srcs = [str(p) for p in ckernel_build.source_files(info["arch"], root=csrc)]
         out = Path(tmp) / lib.name
         c = subprocess.run([exe, *flags, str(c_file), *srcs, "-o", str(out)], capture_output=True, text=True,
                            timeout=timeout)
