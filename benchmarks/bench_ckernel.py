@@ -51,6 +51,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from runtime.config import cache_dir  # noqa: E402  (after the sys.path line: runs as a script)
+
 AUDIOGRAM = [20, 25, 35, 45, 50, 55, 60, 65]
 
 
@@ -290,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-other-blocks", action="store_true",
                     help="keep the int8 rows of block sizes not timed now from the existing JSON (marked as such)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx")
-                    / "bench-models")
+    ap.add_argument("--cache", type=Path, default=cache_dir("bench-models"))
     args = ap.parse_args(argv)
 
     from runtime.backends.base import quantize

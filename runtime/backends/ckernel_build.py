@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from runtime.config import cache_dir as hx_cache_dir
+
 ARCHS = ("ref", "neon", "x86")
 #: Flags a kernel set needs on top of the caller's (the ISA it is written for).
 ARCH_CFLAGS = {"ref": (), "neon": (), "x86": ("-mavx2",)}
@@ -53,9 +55,7 @@ def csrc_dir() -> Path:
 
 def cache_dir() -> Path:
     """``$HX_CACHE_DIR/ckernel`` (default ``~/.cache/hx/ckernel``)."""
-    root = os.environ.get("HX_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "hx"
-    return base / "ckernel"
+    return hx_cache_dir("ckernel")
 
 
 def _cpu_has_avx2() -> bool:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
@@ -123,11 +124,7 @@ class FilterbankHLConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FilterbankHLConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FilterbankHLConfig keys: {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="FilterbankHLConfig")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

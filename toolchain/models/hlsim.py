@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.config import ConfigError, strict_from_dict
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
@@ -48,7 +49,7 @@ AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
 POWER_FLOOR = 1e-8
 
 
-class HLSimConfigError(ValueError):
+class HLSimConfigError(ConfigError):
     """A bad simulator configuration (one line)."""
 
 
@@ -102,11 +103,7 @@ class HLSimConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HLSimConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise HLSimConfigError(f"unknown hlsim option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="hlsim", error=HLSimConfigError)
 
 
 class SimOutput(NamedTuple):

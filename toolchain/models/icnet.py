@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
+from runtime.config import strict_from_dict
 
 # ----------------------------------------------------------------------------- seed constants
 #: Audio rate of the model input. 001 §Training: "24,414.0625 Hz sound input frames".
@@ -172,11 +173,7 @@ class ICNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ICNetConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ICNet config keys {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="ICNet config")
 
 
 # ------------------------------------------------------------------------------- layers
@@ -483,16 +480,7 @@ class PsiICNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PsiICNetConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ψ-ICNet config keys {sorted(unknown)}")
-        d = dict(d)
-        if isinstance(d.get("encoder"), dict):
-            d["encoder"] = ICNetConfig.from_dict(d["encoder"])
-        if d.get("fusion_channels") is not None:
-            d["fusion_channels"] = tuple(d["fusion_channels"])
-        return cls(**d)
+        return strict_from_dict(cls, d, where="ψ-ICNet config")
 
 
 class PsiICNet(nn.Module):

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.hl_filterbank import FilterbankHearingLoss
@@ -96,11 +97,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LossConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown loss keys: {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="loss config")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
