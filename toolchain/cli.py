@@ -411,8 +411,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """A classic fitting (NAL-R, or NAL-R + WDRC) of a wav file for an audiogram (toolchain.fitting.baselines)."""
     import numpy as np
 
-    from runtime.wavio import read_wav
-    from toolchain.audio.io import resample, write_wav_atomic
+    from runtime.wavio import read_wav, write_wav_atomic
+    from toolchain.audio.io import resample
     from toolchain.audio.levels import DEFAULT_CALIBRATION
     from toolchain.fitting.baselines import LABELS, fit_process
 
