@@ -177,10 +177,11 @@ class ICNetConfig:
 
 
 # ------------------------------------------------------------------------------- layers
-class CausalConv1d(nn.Module):
+class KerasCausalConv1d(nn.Module):
     """Conv1d with Keras ``padding="causal"`` semantics: ``kernel - 1`` zeros on the left.
 
-    With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
+    Whole-signal and stateless, as the released Keras model runs (not the streaming
+    :class:`toolchain.models.streaming.CausalConv1d` of the compensators). With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
     ``s*j - (kernel - 1) .. s*j`` only (001 §DNN models: "used a causal kernel").
     """
 
@@ -268,7 +269,7 @@ class ConvPReLU(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = CausalConv1d(in_channels, out_channels, kernel_size, stride)
+        self.conv = KerasCausalConv1d(in_channels, out_channels, kernel_size, stride)
         self.act = nn.PReLU(out_channels, init=0.0)  # Keras' PReLU initialises alpha to 0
 
     def forward(self, x: Tensor) -> Tensor:
