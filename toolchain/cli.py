@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run a TOML recipe (toolchain/train/recipes/): kind 'simulator' trains the Neuro-MSBG-"
                         "style hearing-loss simulator against pyclarity MSBG; kind 'distil' trains a teacher through the "
                         "frozen simulator and distils the deployable student; kind 'dal' trains SEANet through CARFAC (seed 004); the default recipe regenerates the shipped "
-                        "compensator. CUDA when present; multi-GPU with `torchrun --nproc_per_node N -m toolchain.train`.")
+                        "compensator. CUDA when present; multi-GPU with `torchrun --nproc_per_node N -m toolchain train`.")
     add_train_arguments(tr)
     tr.set_defaults(func=train_main)
 
