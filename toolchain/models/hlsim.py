@@ -4,29 +4,6 @@
 frequencies) hears of the waveform ``x``, trained to reproduce pyclarity's MSBG
 (:mod:`toolchain.audio.msbg_ref`, delay-aligned) and then frozen, so compensators can be trained
 through it (seed 003, Sec. III-F: HL(compensated, audiogram) ≈ NH(clean)).
-
-Architecture, as seed 003 Fig. 1 (MP-SENet family), sized for a 2-core CPU:
-
-* **STFT**: Hann, ``n_fft`` 400 → F = 201 bins (the seed's F), hop 100; power-law compressed
-  magnitude ``|X|^0.3`` (MP-SENet's compression) and phase ``angle(X)``.
-* **Audiogram encoder** (seed 003 eq. 1): ``a_enc = W · Flatten(AvgPool(ReLU(Conv1d(a))))``,
-  8 thresholds → F, broadcast over time as an extra input channel.
-* Input channels: compressed magnitude, phase, audiogram channel, and (our addition) the bin
-  level in dB SPL / 100: MSBG's recruitment is a function of absolute level in dB, which a small
-  network learns far faster from a log input than from ``|X|^0.3`` alone.
-* **Dense encoder** → C channels, frequency halved (stride 2); **dual-path blocks** (seed 003
-  Sec. II-A2, the "CNN block" variant: a depthwise-separable 1-D convolution along time, then
-  along frequency, each with channel expansion, activation and a residual); the time path is
-  non-causal (the simulator is an offline training/evaluation tool, not a deployed model).
-* **Magnitude-mask decoder**: transposed conv back to F, learnable sigmoid ``β·σ(s·h)`` with
-  β = 2 (MP-SENet) times the input's compressed magnitude. **Phase decoder**: two parallel
-  heads (real, imaginary) → ``atan2`` (MP-SENet's parallel phase estimation), so the phase is
-  never wrapped inside the network; the pair is applied as a rotation of the input phase, and
-  both decoders start as the identity (MSBG's output phase is near its input's).
-* Inverse STFT of ``mag^(1/0.3) · e^{jφ}`` → waveform the length of the input.
-
-``forward`` returns a :class:`SimOutput` with the waveform and the compressed magnitude / phase /
-complex spectra the seed's losses use (:func:`toolchain.train.losses.simulator_loss`).
 """
 
 from __future__ import annotations
@@ -218,7 +195,30 @@ class _DoubleFreq(nn.Module):
 
 
 class HLSim(nn.Module):
-    """The simulator; see the module docstring. Input ``x (B, n)``, ``audiogram (B, 8)`` dB HL."""
+    """The simulator. Input ``x (B, n)``, ``audiogram (B, 8)`` dB HL; ``forward`` returns a
+    :class:`SimOutput`: the waveform and the compressed magnitude / phase / complex spectra the
+    seed's losses use (:func:`toolchain.train.losses.simulator_loss`).
+
+    Architecture, as seed 003 Fig. 1 (MP-SENet family), sized for a 2-core CPU:
+
+    * **STFT**: Hann, ``n_fft`` 400 → F = 201 bins (the seed's F), hop ``hop``; power-law compressed
+      magnitude ``|X|^0.3`` (MP-SENet's compression) and phase ``angle(X)``.
+    * **Audiogram encoder** (seed 003 eq. 1): ``a_enc = W · Flatten(AvgPool(ReLU(Conv1d(a))))``,
+      8 thresholds → F, broadcast over time as an extra input channel.
+    * Input channels: compressed magnitude, phase, audiogram channel, and (our addition) the bin
+      level in dB SPL / 100: MSBG's recruitment is a function of absolute level in dB, which a small
+      network learns far faster from a log input than from ``|X|^0.3`` alone.
+    * **Dense encoder** → C channels, frequency halved (stride 2); **dual-path blocks** (seed 003
+      Sec. II-A2, the "CNN block" variant: a depthwise-separable 1-D convolution along time, then
+      along frequency, each with channel expansion, activation and a residual); the time path is
+      non-causal (the simulator is an offline training/evaluation tool, not a deployed model).
+    * **Magnitude-mask decoder**: transposed conv back to F, learnable sigmoid ``β·σ(s·h)`` with
+      β = 2 (MP-SENet) times the input's compressed magnitude. **Phase decoder**: two parallel
+      heads (real, imaginary) → ``atan2`` (MP-SENet's parallel phase estimation), so the phase is
+      never wrapped inside the network; the pair is applied as a rotation of the input phase, and
+      both decoders start as the identity (MSBG's output phase is near its input's).
+    * Inverse STFT of ``mag^(1/0.3) · e^{jφ}`` → waveform the length of the input.
+    """
 
     def __init__(self, config: HLSimConfig | None = None) -> None:
         super().__init__()
