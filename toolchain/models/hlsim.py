@@ -48,8 +48,8 @@ class HLSimConfig:
     freq_stages: int = 2      # stride-2 frequency halvings before the dual-path blocks (201 -> 101 -> 51)
     # "lean" layout (the shipped simulator's speed fix): one decoder trunk shared by the mask and
     # phase heads, and no C-channel layer at full frequency resolution: the encoder's first layer
-    # reads pairs of input bins, the decoder's last doubling writes the heads. The full-resolution
-    # tensors were a third of the CPU time. False = the original layout (older checkpoints).
+    # reads pairs of input bins, the decoder's last doubling writes the heads (full-resolution
+    # tensors dominated the CPU time). False = the original layout (older checkpoints).
     lean: bool = False
     full_scale_sine_db_spl: float = DEFAULT_CALIBRATION.full_scale_sine_db_spl
 
@@ -125,7 +125,7 @@ class _AxisConv(nn.Module):
         self.expand = nn.Linear(channels, hidden)
         self.act = nn.ReLU(inplace=True)
         self.project = nn.Linear(hidden, channels)
-        # No normalisation layer (LayerNorm alone was 15 % of the CPU time): residual branches
+        # No normalisation layer (LayerNorm is costly on a CPU, bench_hlsim.py): residual branches
         # start small instead, which keeps the stack near identity at initialisation.
         with torch.no_grad():
             self.project.weight.mul_(0.1)

@@ -79,8 +79,8 @@ def limit_penalty(y: Tensor, output_limit: float = 0.89, *, per_sample: bool = F
     """Summed overshoot above ``output_limit`` per clip, averaged over the batch (0 within it).
 
     ``per_sample``: the mean over every sample instead, which does not grow with the clip length or
-    with how many samples a gain step pushes over at once (distillation: the summed form surged by
-    10^3-10^4 in one step and the clipped gradient threw the teacher off its fitting).
+    with how many samples a gain step pushes over at once (the summed form's surges, under gradient
+    clipping, threw a distilled teacher off its fitting).
     """
     over = torch.relu(_flat(y).abs() - output_limit)
     return over.mean() if per_sample else over.sum(dim=-1).mean()
