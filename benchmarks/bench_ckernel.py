@@ -1,35 +1,13 @@
-"""Per-block compute time of the C kernel against LiteRT, same int8 model, one thread.
+"""Per-block compute time of the C kernel against LiteRT, same model, one thread.
 
     python benchmarks/bench_ckernel.py [--blocks 16 32 64 128] [--seconds 4] [--out benchmarks/results]
 
-For each block size the script converts the same random-weight SEANet (fitted to an audiogram,
-calibrated on the synthetic corpus) to a full-integer TFLite step graph and to a C-kernel blob,
-then times one step on the same int8 speech-in-noise signal:
-
-* ``litert_xnnpack_invoke`` / ``litert_builtin_invoke``: the interpreter's Invoke alone (inputs
-  already set, 1 thread, the pybind call without the Python wrapper's safety check) with the
-  default XNNPACK delegate / TFLite's built-in kernels;
-* ``litert_step``: one full step as ``runtime.backends.litert.LiteRTBackend.process_raw`` does it
-  (state tensors in, invoke, y and state tensors out), what the runtime pays per block;
-* ``ckernel_call_<arch>``: one ``hx_model_process`` call through cffi (buffers prepared), for each
-  kernel set the host runs: the counterpart of the Invoke timing;
-* ``ckernel_inprocess_<arch>``: the same call timed inside C (``csrc/tools/hx_stream -t``);
-* ``ckernel_step``: one block through ``runtime.backends.ckernel.CKernelBackend.process_raw``.
-
-All Python-side timings are interleaved block set by block set, so every engine sees the same
-machine load. The headline ratio (per block size) is ``litert_xnnpack_invoke`` p50 /
-``ckernel_call`` p50 of the fastest host kernel set (also given on minima). Also reported: the arena bytes of the blob and the
-text size (``aarch64-linux-gnu-size``) of the kernel library and of ``hx_stream`` cross-built with the
-flags of boards/rpi4.toml. Writes ``ckernel_bench.json`` and ``ckernel_bench.png`` under ``--out``.
-
-16x8 (``"int16x8"`` in the JSON, the default device graph on boards with an application CPU): at
-the default block (16), the prescription recipe's architecture (leaky ReLU, 48-tap convs, the NAL-R
-skip; random weights) converted by LiteRT's 16x8 quantiser and finalized as the device runs it
-(``int16_graph.finalize_16x8``), timed the same way (``hx_model_process_s16`` against LiteRT's
-built-in 16x8 kernels and its default resolver), interleaved with the int8 block-16 C call so the
-int16 and int8 MAC/s come from the same machine load. Reported: the C/LiteRT ratios (target >= 2),
-p99 load (p99 / block period) of both backends, int16 and int8 MAC/s, the 16x8 blob's arena bytes,
-and the aarch64 text bytes of the s16 kernels alone.
+Per block size one random-weight SEANet (fitted, calibrated on the synthetic corpus) becomes a
+full-integer TFLite step graph and a C-kernel blob, and one step of each is timed on the same
+signal, interleaved so every engine sees the same machine load; at the default block the 16x8
+device graph too (:func:`bench_16x8`). Writes ``ckernel_bench.{json,png}`` under ``--out``: the
+LiteRT / C ratios per block, arena and blob bytes, MAC/s, and the aarch64 text sizes of the
+kernel library and ``hx_stream`` cross-built with boards/rpi4.toml's flags.
 """
 
 from __future__ import annotations
@@ -50,6 +28,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from runtime.config import cache_dir  # noqa: E402  (after the sys.path line: runs as a script)
 
 AUDIOGRAM = [20, 25, 35, 45, 50, 55, 60, 65]
 
@@ -290,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-other-blocks", action="store_true",
                     help="keep the int8 rows of block sizes not timed now from the existing JSON (marked as such)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx")
-                    / "bench-models")
+    ap.add_argument("--cache", type=Path, default=cache_dir("bench-models"))
     args = ap.parse_args(argv)
 
     from runtime.backends.base import quantize
@@ -320,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
             tm = row["timings"]
             for a, exe in exes.items():
                 tm[f"ckernel_inprocess_{a}"] = time_c_inprocess(exe, blob, x_q, args.repeats, tmp)
+            # ckernel_inprocess_<arch> (above): the call timed inside C (csrc/tools/hx_stream -t).
+            # ckernel_call_<arch>: one hx_model_process through cffi (buffers prepared), per host kernel set.
+            # litert_*_invoke: the interpreter's Invoke alone (inputs set, the pybind call without the
+            # Python wrapper's check), XNNPACK delegate / built-in kernels: the C call's counterpart.
+            # *_step: one full block as the runtime backends' process_raw does it (state in and out).
+            # The headline ratio: litert_xnnpack_invoke p50 / the fastest ckernel_call p50 (also on minima).
             runners = {f"ckernel_call_{a}": ckernel_invoker(blob, a) for a in host_archs}
             runners["litert_xnnpack_invoke"] = litert_invoker(tfl, block, xnnpack=True)
             runners["litert_builtin_invoke"] = litert_invoker(tfl, block, xnnpack=False)
@@ -366,7 +351,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_16x8(args, audio: np.ndarray, host_archs: list[str], exes: dict, tmp: Path) -> dict:
     """The 16x8 device graph at the default block against LiteRT's 16x8, with int8 block-16 C calls
-    interleaved for the MAC/s comparison (see the module docstring)."""
+    interleaved so the int16 and int8 MAC/s come from the same machine load.
+
+    The prescription recipe's architecture (leaky ReLU, 48-tap convs, the NAL-R skip; random
+    weights) through LiteRT's 16x8 quantiser and ``int16_graph.finalize_16x8``, as the device runs
+    it; ``hx_model_process_s16`` against LiteRT's built-in 16x8 kernels and its default resolver.
+    Reported: the C / LiteRT ratios (target >= 2), the p99 load (p99 / block period) of both, int16
+    and int8 MAC/s, the blob's arena bytes and the aarch64 text bytes of the s16 kernels alone.
+    """
     from runtime.backends.base import quantize
     from runtime.backends.ckernel import CKernelBackend
     from runtime.backends.litert import LiteRTBackend

@@ -10,12 +10,12 @@ Standard library only: this module runs on the boards themselves.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from runtime.config import ConfigError, read_toml
 from runtime.package_data import packaged_dir
 
 __all__ = [
@@ -56,7 +56,7 @@ KNOWN_BACKENDS = ("ckernel", "litert", "onnx")
 KNOWN_QUANTS = ("16x8", "int8")
 
 
-class BoardError(ValueError):
+class BoardError(ConfigError):
     """A board file is missing, malformed or names an unknown target (one-line message)."""
 
 
@@ -327,19 +327,7 @@ def _looks_like_path(s: str) -> bool:
 
 def _load_file(path: Path) -> Board:
     where = _display(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BoardError(f"{where}: no such board file") from None
-    except OSError as e:
-        raise BoardError(f"{where}: cannot read board file ({e.strerror or e})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise BoardError(f"{where}: not UTF-8 text (byte {e.start})") from None
-    except tomllib.TOMLDecodeError as e:
-        # The decoder's message already carries "(at line L, column C)".
-        raise BoardError(f"{where}: invalid TOML: {e}") from None
+    data = read_toml(path, what="board file", where=where, error=BoardError)
     board = _board_from_dict(data, where, path)
     # resolve_target() finds boards by file name, so the two must agree.
     if board.name != path.stem:

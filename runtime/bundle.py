@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from runtime.config import check_keys
 from runtime.signing import SIGNATURE_NAME, SignatureError, SignatureInfo, TrustPolicy, verify_manifest_signature
 
 __all__ = [
@@ -161,9 +162,7 @@ class TensorSpec:
         """Parse and check one tensor entry; ``where`` prefixes field names in errors."""
         if not isinstance(d, Mapping):
             raise _Fail(f"{where} must be an object, got {d!r}")
-        unknown = set(d) - {"name", "shape", "dtype", "scale", "zero_point"}
-        if unknown:
-            raise _Fail(f"{where} has unknown field(s): {', '.join(sorted(unknown))}")
+        check_keys(d, ("name", "shape", "dtype", "scale", "zero_point"), where=where, error=_Fail)
         name = _need(d, "name", f"{where}.")
         _typed(name, isinstance(name, str) and name != "", f"{where}.name", "a non-empty string")
         where = f"{where} {name!r}"
@@ -217,9 +216,7 @@ class StateSpec:
     def from_dict(cls, d: Mapping[str, Any], where: str = "state") -> "StateSpec":
         if not isinstance(d, Mapping):
             raise _Fail(f"{where} must be an object with 'input' and 'output', got {d!r}")
-        unknown = set(d) - {"input", "output"}
-        if unknown:
-            raise _Fail(f"{where} has unknown field(s): {', '.join(sorted(unknown))}")
+        check_keys(d, ("input", "output"), where=where, error=_Fail)
         i = _need(d, "input", f"{where}.")
         o = _need(d, "output", f"{where}.")
         _typed(i, isinstance(i, str) and i != "", f"{where}.input", "a tensor name")
@@ -244,9 +241,7 @@ class GraphSpec:
         """Parse one graph entry and check its state pairs feed straight back."""
         if not isinstance(d, Mapping):
             raise _Fail(f"{where} must be an object, got {d!r}")
-        unknown = set(d) - {"file", "inputs", "outputs", "states"}
-        if unknown:
-            raise _Fail(f"{where} has unknown field(s): {', '.join(sorted(unknown))}")
+        check_keys(d, ("file", "inputs", "outputs", "states"), where=where, error=_Fail)
         file = _need(d, "file", f"{where}.")
         try:
             check_member_name(file)

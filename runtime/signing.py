@@ -1,33 +1,9 @@
 """Signed bundles: an Ed25519 signature over the exact bytes of ``manifest.json``.
 
 The manifest already lists every bundle file with its sha256 (:mod:`runtime.bundle` checks
-them), so signing the manifest signs the whole bundle. The signature sits beside it:
-
-``manifest.sig``  a small JSON object (UTF-8, at most 4 KiB)::
-
-    {"format": "hx-ed25519-v1", "key_id": "<16 hex>", "signature": "<base64 of 64 bytes>"}
-
-``key_id`` is the first 16 hex digits of the sha256 of the signer's raw 32-byte public key; it
-only says which trusted key to try (a forged id gains nothing: the signature must still verify
-under that trusted key). Keys are PEM files: the private key PKCS#8 (``toolchain keygen``,
-mode 0600), the public key SubjectPublicKeyInfo (``.pub``).
-
-The policy (:class:`TrustPolicy`) is the device's, never the bundle's:
-
-* a bundle that carries ``manifest.sig`` is always verified; it is refused when no trusted key
-  has its key id, when the signature does not verify, or when no trusted key was given at all
-  (an unverifiable signature is not silently ignored);
-* a bundle without ``manifest.sig`` is refused when the policy requires signatures
-  (``--require-signature``, a board's ``runtime.require_signature = true``, or
-  ``HX_REQUIRE_SIGNATURE=1``), and accepted otherwise (development bundles).
-
-Trusted keys come from ``--trusted-key FILE|DIR`` (a directory means every ``*.pub`` in it),
-a board's ``runtime.trusted_keys``, and ``HX_TRUSTED_KEYS`` (``os.pathsep``-separated files or
-directories), so a tool that loads a bundle by path (``Engine(path)``, ``toolchain verify``)
-can be pointed at the keys without a new option.
-
-Verification needs the ``cryptography`` package (in the ``[runtime]`` extra); it is imported
-only when a signature has to be checked or made.
+them), so signing the manifest signs the whole bundle. The policy (:class:`TrustPolicy`) is the
+device's, never the bundle's. ``cryptography`` (the ``[runtime]`` extra) is imported only when
+a signature is checked or made.
 """
 
 from __future__ import annotations
@@ -160,6 +136,11 @@ def load_trusted_keys(paths: Iterable[str | os.PathLike[str]]) -> tuple[TrustedK
 class TrustPolicy:
     """Which keys a device trusts, and whether it accepts unsigned bundles.
 
+    A bundle that carries ``manifest.sig`` is always verified: it is refused when no trusted key
+    has its key id, when the signature does not verify, or when no key was given at all (an
+    unverifiable signature is not silently ignored). A bundle without one is refused when
+    ``require`` is set (``--require-signature``, a board's ``runtime.require_signature = true``
+    or ``HX_REQUIRE_SIGNATURE=1``) and accepted otherwise (development bundles).
     ``require_reason`` says where the requirement came from (for the refusal message).
     """
 
@@ -209,7 +190,14 @@ class SignatureInfo:
 
 
 def signature_file_bytes(key_id_hex: str, signature: bytes) -> bytes:
-    """The content of ``manifest.sig`` for a 64-byte signature by key ``key_id_hex``."""
+    """The content of ``manifest.sig`` for a 64-byte signature by key ``key_id_hex``.
+
+    A small UTF-8 JSON object (at most :data:`MAX_SIGNATURE_BYTES`):
+    ``{"format": "hx-ed25519-v1", "key_id": "<16 hex>", "signature": "<base64 of 64 bytes>"}``.
+    ``key_id`` (:func:`key_id`) only says which trusted key to try: a forged id gains nothing,
+    the signature must still verify under that key. Keys are PEM files: the private key PKCS#8
+    (``toolchain keygen``, mode 0600), the public key SubjectPublicKeyInfo (``.pub``).
+    """
     if len(signature) != 64:
         raise SignatureError(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
     doc = {"format": SIGNATURE_FORMAT, "key_id": key_id_hex,
@@ -284,6 +272,12 @@ def verify_manifest_signature(root: str | os.PathLike[str], manifest_bytes: byte
 
 def policy_from_sources(key_paths: Sequence[str | os.PathLike[str]] = (), *, require: bool = False,
                         require_reason: str = "", use_env: bool = True) -> TrustPolicy:
-    """A policy from explicit key paths and flag, merged with the environment's (see module doc)."""
+    """A policy from explicit key paths and flag, merged with the environment's.
+
+    Keys come from ``--trusted-key FILE|DIR`` (a directory means every ``*.pub`` in it), a
+    board's ``runtime.trusted_keys`` and ``HX_TRUSTED_KEYS`` (``os.pathsep``-separated files or
+    directories), so a tool that loads a bundle by path (``Engine(path)``, ``toolchain verify``)
+    can be pointed at the keys without a new option.
+    """
     own = TrustPolicy(keys=load_trusted_keys(key_paths), require=require, require_reason=require_reason)
     return own.merged(TrustPolicy.from_env()) if use_env else own

@@ -1,10 +1,11 @@
-"""WAV files on the board: read PCM/float WAV, write PCM 16 atomically. Standard library + numpy.
+"""WAV files on the board: read PCM/float WAV, write PCM 16/24 or float 32 atomically. Standard library + numpy.
 
 The toolchain reads audio through soundfile (libsndfile); a board running ``python -m runtime``
 has neither, so this module parses the RIFF container itself (PCM 8/16/24/32-bit, IEEE float
-32/64-bit, plain or WAVE_FORMAT_EXTENSIBLE) and writes PCM 16 with the standard library's
-``wave``. Sample conventions follow libsndfile, so both paths agree: integer samples read as
-``q / 2^(bits-1)``, written as ``rint(x * 32767)`` after clipping to [-1, 1].
+32/64-bit, plain or WAVE_FORMAT_EXTENSIBLE) and writes WAV files for both (PCM with the
+standard library's ``wave``, float 32 with its own header). Integer samples read as
+``q / 2^(bits-1)``, as libsndfile reads them, so both readers agree; they are written as
+``rint(x * (2^(bits-1) - 1))`` after clipping to [-1, 1] (full scale is the largest code).
 
 Every problem raises :class:`WavError`, a ``ValueError`` whose one-line message names the file.
 Files above :data:`MAX_WAV_BYTES` are refused before they are read (the reader holds the whole
@@ -25,7 +26,7 @@ import numpy as np
 
 from runtime.atomic import OutputPathError, atomic_write, describe_mode
 
-__all__ = ["MAX_FLOAT_PEAK", "MAX_RATE_HZ", "MAX_WAV_BYTES", "MIN_RATE_HZ", "CHANNELS", "DEFAULT_CHANNEL", "WavError", "check_input_file", "check_rate", "pick_channel", "read_wav", "to_pcm16", "wav_info",
+__all__ = ["MAX_FLOAT_PEAK", "MAX_RATE_HZ", "MAX_WAV_BYTES", "MIN_RATE_HZ", "CHANNELS", "DEFAULT_CHANNEL", "SUBTYPES", "WavError", "check_input_file", "check_rate", "pick_channel", "read_wav", "to_pcm16", "wav_info",
            "write_wav_atomic"]
 
 #: Largest WAV file read: 512 MiB = 4.6 hours of 16-bit mono at 16 kHz, or 46 minutes of 32-bit
@@ -210,34 +211,56 @@ def check_rate(path: str | os.PathLike[str], rate: int) -> int:
 
 
 def to_pcm16(x: np.ndarray) -> np.ndarray:
-    """float → int16 as libsndfile writes it: clip to [-1, 1], ``rint(x * 32767)``."""
+    """float → int16: clip to [-1, 1], ``rint(x * 32767)`` (+1.0 is the largest code, 32767)."""
     a = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
     return np.rint(a.astype(np.float64) * 32767.0).astype("<i2")
 
 
-#: ``encode(fh, x, sample_rate)``: writes float32 mono ``x`` into an open binary file.
-Encoder = Callable[[IO[bytes], np.ndarray, int], None]
-
-
-def _encode_pcm16(fh: IO[bytes], x: np.ndarray, sample_rate: int) -> None:
-    """PCM 16 WAV with the standard library's ``wave`` (clipped to [-1, 1], see :func:`to_pcm16`)."""
+def _encode_pcm(fh: IO[bytes], x: np.ndarray, sample_rate: int, width: int) -> None:
+    """PCM WAV of ``width`` bytes per sample with the standard library's ``wave`` (see :func:`to_pcm16`)."""
+    if width == 2:
+        frames = to_pcm16(x).tobytes()
+    else:  # 24 bit: the low three bytes of each little-endian int32
+        q = np.rint(np.clip(np.asarray(x, np.float64), -1.0, 1.0) * 8388607.0).astype("<i4")
+        frames = q.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     with wave.open(fh, "wb") as w:
         w.setnchannels(1)
-        w.setsampwidth(2)
+        w.setsampwidth(width)
         w.setframerate(int(sample_rate))
-        w.writeframes(to_pcm16(x).tobytes())
+        w.writeframes(frames)
 
 
-def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int, *,
-                     inputs: Iterable[str | os.PathLike[str]] = (), encode: Encoder | None = None) -> None:
-    """Write mono audio atomically through :func:`runtime.atomic.atomic_write`: the project's one wav writer.
+def _encode_float(fh: IO[bytes], x: np.ndarray, sample_rate: int) -> None:
+    """IEEE float 32 WAV (``wave`` writes PCM only): fmt with cbSize 0 and the fact chunk non-PCM needs."""
+    data = np.asarray(x, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHHH", _FLOAT, 1, sample_rate, sample_rate * 4, 4, 32, 0)
+    fact = struct.pack("<I", len(data) // 4)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<I", 4) + fact
+    fh.write(b"RIFF" + struct.pack("<I", len(body) + 8 + len(data)) + body + b"data" + struct.pack("<I", len(data)))
+    fh.write(data)
 
-    Refuses non-finite samples, zero samples, a bad rate and an output that
-    :func:`runtime.atomic.check_output_path` refuses (one of ``inputs``, a device, a FIFO, ...).
-    ``encode`` writes the bytes: default PCM 16 WAV (clipped to [-1, 1]); the toolchain passes a
-    soundfile encoder for other containers and subtypes. An existing file is untouched on any failure.
+
+#: Sample formats :func:`write_wav_atomic` writes (soundfile's subtype names): how to encode each.
+_ENCODERS: dict[str, Callable[[IO[bytes], np.ndarray, int], None]] = {
+    "PCM_16": lambda fh, x, rate: _encode_pcm(fh, x, rate, 2),
+    "PCM_24": lambda fh, x, rate: _encode_pcm(fh, x, rate, 3),
+    "FLOAT": _encode_float,
+}
+SUBTYPES = tuple(_ENCODERS)
+
+
+def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: int, subtype: str = "PCM_16", *,
+                     clip: bool = True, inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Write mono audio as a WAV file atomically through :func:`runtime.atomic.atomic_write`: the project's one wav writer.
+
+    ``subtype`` is one of :data:`SUBTYPES`. Refuses non-finite samples, zero samples, a bad
+    rate and an output that :func:`runtime.atomic.check_output_path` refuses (one of
+    ``inputs``, a device, a FIFO, ...). Integer subtypes clip to [-1, 1]; with ``clip=False``
+    a sample beyond ±1 is refused instead. An existing file is untouched on any failure.
     """
     p = Path(path)
+    if subtype not in _ENCODERS:
+        raise WavError(f"{p}: cannot write subtype {subtype!r}; expected one of {', '.join(SUBTYPES)}")
     a = np.asarray(x)
     if a.ndim != 1:
         raise WavError(f"{p}: expected mono audio of shape (n,), got shape {a.shape}")
@@ -249,9 +272,14 @@ def write_wav_atomic(path: str | os.PathLike[str], x: np.ndarray, sample_rate: i
         raise WavError(f"{p}: refusing to write {n_bad} non-finite samples (NaN or inf)")
     if isinstance(sample_rate, bool) or float(sample_rate) != int(sample_rate) or int(sample_rate) <= 0:
         raise WavError(f"{p}: sample rate {sample_rate!r} cannot be stored; expected a positive integer in Hz")
+    if subtype != "FLOAT" and not clip:
+        peak = float(np.max(np.abs(a)))
+        if peak > 1.0:
+            raise WavError(f"{p}: peak |x| is {peak:.4g} > 1, which {subtype} cannot hold; "
+                           "scale the signal or pass clip=True")
     try:
         with atomic_write(p, inputs=inputs) as fh:
-            (encode or _encode_pcm16)(fh, a, int(sample_rate))
+            _ENCODERS[subtype](fh, a, int(sample_rate))
     except OutputPathError as e:
         raise WavError(str(e)) from None
     except OSError as e:

@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a checkout without an installed toolchain
     sys.path.insert(0, str(REPO_ROOT))
 
+from runtime.wavio import write_wav_atomic  # noqa: E402
 from toolchain.audio.data import espeak_version, mix_at_snr, pink_noise, synth_speech  # noqa: E402
-from toolchain.audio.io import write_wav_atomic  # noqa: E402
 from toolchain.audio.levels import level_db_spl, set_level  # noqa: E402
 
 SAMPLE_RATE = 16000
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     x, rate = make_demo(args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_wav_atomic(args.out, x, SAMPLE_RATE, "PCM_16")
+    write_wav_atomic(args.out, x, SAMPLE_RATE, "PCM_16", clip=False)
     args.out.chmod(0o644)  # written via a private temp file (0600); an asset is world-readable
     print(f"wrote {args.out}: {x.size / SAMPLE_RATE:.2f} s, {SAMPLE_RATE} Hz mono PCM_16, "
           f"{level_db_spl(x):.1f} dB SPL (speech {SPEECH_LEVEL_DB_SPL:g} dB SPL, "

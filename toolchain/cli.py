@@ -411,8 +411,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """A classic fitting (NAL-R, or NAL-R + WDRC) of a wav file for an audiogram (toolchain.fitting.baselines)."""
     import numpy as np
 
-    from runtime.wavio import read_wav
-    from toolchain.audio.io import resample, write_wav_atomic
+    from runtime.wavio import read_wav, write_wav_atomic
+    from toolchain.audio.io import resample
     from toolchain.audio.levels import DEFAULT_CALIBRATION
     from toolchain.fitting.baselines import LABELS, fit_process
 
@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run a TOML recipe (toolchain/train/recipes/): kind 'simulator' trains the Neuro-MSBG-"
                         "style hearing-loss simulator against pyclarity MSBG; kind 'distil' trains a teacher through the "
                         "frozen simulator and distils the deployable student; kind 'dal' trains SEANet through CARFAC (seed 004); the default recipe regenerates the shipped "
-                        "compensator. CUDA when present; multi-GPU with `torchrun --nproc_per_node N -m toolchain.train`.")
+                        "compensator. CUDA when present; multi-GPU with `torchrun --nproc_per_node N -m toolchain train`.")
     add_train_arguments(tr)
     tr.set_defaults(func=train_main)
 

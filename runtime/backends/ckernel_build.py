@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from runtime.config import cache_dir as hx_cache_dir
 from runtime.package_data import packaged_dir
 
 ARCHS = ("ref", "neon", "x86")
@@ -58,9 +59,7 @@ def csrc_dir() -> Path:
 
 def cache_dir() -> Path:
     """``$HX_CACHE_DIR/ckernel`` (default ``~/.cache/hx/ckernel``)."""
-    root = os.environ.get("HX_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "hx"
-    return base / "ckernel"
+    return hx_cache_dir("ckernel")
 
 
 def _cpu_has_avx2() -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.config import cache_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CSRC = REPO / "csrc"
 QEMU = shutil.which("qemu-aarch64")
@@ -120,7 +122,7 @@ def load_test_model() -> SeanetCase:
     from runtime.backends.base import quantize
     from toolchain.export.ckernel import tflite_to_blob
 
-    root = Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx") / "test-models"
+    root = cache_dir("test-models")
     calib = _corpus("calib", 2)
     key = hashlib.sha256((_sources_digest() + hashlib.sha256(calib.tobytes()).hexdigest()).encode()).hexdigest()[:20]
     path = root / f"seanet-int8-{key}.tflite"
@@ -187,7 +189,7 @@ def load_test_model16() -> SeanetCase:
     from runtime.backends.litert import LiteRTBackend
     from toolchain.export.ckernel import tflite_to_blob
 
-    root = Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx") / "test-models"
+    root = cache_dir("test-models")
     h = hashlib.sha256(_sources_digest().encode())
     for rel in ("toolchain/export/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
         if (REPO / rel).is_file():

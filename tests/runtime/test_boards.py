@@ -283,7 +283,7 @@ def test_name_must_match_file(board_dir: Path) -> None:
 
 
 def test_missing_file(board_dir: Path) -> None:
-    with pytest.raises(BoardError, match=r"nope\.toml: no such board file"):
+    with pytest.raises(BoardError, match=r"nope\.toml: board file not found"):
         load_board(board_dir / "nope.toml")
 
 

@@ -108,7 +108,7 @@ def test_export_target_takes_a_board_toml_path(tmp_path):
     r = run_toolchain("export", "--target", str(tmp_path / "broken.toml"), "--out", str(tmp_path / "b2"))
     _one_line_error(r, "broken.toml: ", "missing field audio.block")
     r = run_toolchain("export", "--target", str(tmp_path / "absent.toml"), "--out", str(tmp_path / "b2"))
-    _one_line_error(r, "absent.toml: no such board file")
+    _one_line_error(r, "absent.toml: board file not found")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.toml", "bundle", "mine.toml"]
     assert list((tmp_path / "bundle").iterdir()) == []
 

@@ -39,6 +39,7 @@ import numpy as np
 import soundfile as sf
 
 from runtime.atomic import atomic_write
+from runtime.config import cache_dir
 from toolchain.audio.io import resample
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
@@ -462,9 +463,7 @@ class SpeechCache:
     @staticmethod
     def default_directory() -> Path:
         """``$HX_CACHE_DIR/corpus``, or ``~/.cache/hx/corpus`` when HX_CACHE_DIR is unset."""
-        root = os.environ.get("HX_CACHE_DIR")
-        base = Path(root).expanduser() if root else Path.home() / ".cache" / "hx"
-        return base / "corpus"
+        return cache_dir("corpus")
 
     def key(self, text: str, voice: str, variant: str, rate_wpm: int, pitch: int,
             sample_rate: int) -> str:

@@ -1,34 +1,10 @@
 """Numpy reference of every C-kernel op, and a whole-blob executor: the ground truth for csrc/.
 
-Each function here computes, with plain int64 numpy arithmetic, exactly what the matching C
-kernel in ``csrc/ref/`` computes (and what the LiteRT int8 interpreter computes for that op).
-The C code is checked against these op by op (``tests/csrc``), and the whole-blob executor
-:func:`run_blob` is checked against the LiteRT interpreter, so a mismatch can always be
-pinned on one side.
-
-Fixed-point requantisation, as in TFLite (``tflite/kernels/internal/common.h``) and ruy:
-
-* a real multiplier ``r > 0`` is stored as ``(m, e)`` with ``r ≈ m · 2^(e-31)``,
-  ``m ∈ [2^30, 2^31)`` (:func:`quantize_multiplier`, TFLite's ``QuantizeMultiplier``:
-  ``frexp`` in double precision, the mantissa rounded half away from zero);
-* applying it to an int32 ``x`` (after a wrapping left shift by ``max(e, 0)``) rounds
-  ``x · m · 2^(e-31)`` back to an integer. Three rounding schemes exist in the LiteRT builds we
-  compare against (:data:`ROUNDING_MODES`):
-
-  ``"double_away"``  gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``round(x·m / 2^31)``, ties
-                     up) then ``RoundingDivideByPOT`` (ties away from zero). TFLite's reference
-                     kernels, and its PRELU / ADD kernels on every CPU.
-  ``"double_up"``    ruy's x86 AVX2 / AVX-512 kernels (the CONV_2D GEMM on an x86 host):
-                     ``(x·m + 2^30) >> 31`` then a rounding right shift, both ties up.
-  ``"single_up"``    ruy's reference and NEON kernels (CONV_2D on an ARM board), and TFLite built
-                     with ``TFLITE_SINGLE_ROUNDING``: one rounding, ties up.
-
-ADD has two variants of its own (:data:`ADD_MODES`, see :func:`add_s8`): LiteRT's optimized kernel
-(TFLite's NEON code, compiled through NEON_2_SSE on x86) rounds each operand once on 16-element
-chunks, the reference kernel twice.
-
-Arrays are ``(frames, channels)`` int8 (NWC with the batch and H = 1 dropped), exactly the
-memory layout the C kernel uses.
+Each function computes, with plain int64 numpy arithmetic, exactly what the matching C kernel in
+``csrc/ref/`` computes (and what the LiteRT interpreter computes for that op). The C code is
+checked against these op by op (``tests/csrc``) and :func:`run_blob` against LiteRT, so a
+mismatch can always be pinned on one side. Arrays are ``(frames, channels)`` (NWC with the batch
+and H = 1 dropped), the C kernel's memory layout.
 """
 
 from __future__ import annotations
@@ -41,7 +17,7 @@ import numpy as np
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
-#: Requantisation rounding schemes, by blob code (see the module docstring).
+#: Requantisation rounding schemes, by blob code (see :func:`requantize`).
 ROUNDING_MODES: dict[str, int] = {"double_away": 0, "double_up": 1, "single_up": 2}
 
 
@@ -52,7 +28,8 @@ def _round_half_away(x: float) -> float:
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite ``QuantizeMultiplier``: ``real ≈ m · 2^(shift - 31)``, ``m`` in ``[2^30, 2^31)``.
+    """TFLite ``QuantizeMultiplier``: ``real ≈ m · 2^(shift - 31)``, ``m`` in ``[2^30, 2^31)``
+    (``frexp`` in double precision, the mantissa rounded half away from zero).
 
     ``real`` is a Python float (an IEEE double), computed by the caller with the same float32 /
     double promotions as the TFLite kernel's Prepare.
@@ -123,7 +100,20 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
 
 
 def requantize(x, multiplier, shift, mode: str = "double_away") -> np.ndarray:
-    """Apply ``(multiplier, shift)`` to int32 ``x`` (broadcasting) with rounding ``mode``."""
+    """Apply ``(multiplier, shift)`` to int32 ``x`` (broadcasting) with rounding ``mode``.
+
+    As in TFLite (``tflite/kernels/internal/common.h``) and ruy: after a wrapping left shift by
+    ``max(shift, 0)``, ``x · m · 2^(shift-31)`` is rounded back to an integer, one of three ways
+    in the LiteRT builds we compare against (:data:`ROUNDING_MODES`):
+
+    * ``"double_away"``: gemmlowp's ``SaturatingRoundingDoublingHighMul`` (``round(x·m / 2^31)``,
+      ties up) then ``RoundingDivideByPOT`` (ties away from zero); TFLite's reference kernels,
+      and its PRELU / ADD kernels on every CPU;
+    * ``"double_up"``: ruy's x86 AVX2 / AVX-512 kernels (the CONV_2D GEMM on an x86 host):
+      ``(x·m + 2^30) >> 31`` then a rounding right shift, both ties up;
+    * ``"single_up"``: ruy's reference and NEON kernels (CONV_2D on an ARM board), and TFLite
+      built with ``TFLITE_SINGLE_ROUNDING``: one rounding, ties up.
+    """
     x, m, s = np.broadcast_arrays(_i64(x), _i64(multiplier), _i64(shift))
     left, right = np.maximum(s, 0), np.maximum(-s, 0)
     xs = _wrap32(x << left)

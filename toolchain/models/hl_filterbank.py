@@ -1,36 +1,8 @@
 """A small differentiable hearing-loss model: filterbank, elevated thresholds, loudness recruitment.
 
-Stand-in for the Neuro-MSBG simulator (DESIGN.md, seed 003) until that network is trained: the
-compensator is trained so that ``HL(compensated, audiogram) ≈ NH(clean)``, and this module is
-``HL`` (and, with an all-zero audiogram, ``NH``).
-
-The model, per batch item:
-
-1. **Spectrum.** ``torch.stft`` (Hann window, ``n_fft``, ``hop``), scaled so that the one-sided
-   bin powers of a frame sum to the mean square of the signal (Parseval, window-corrected).
-2. **Bands.** Triangular filters equally spaced on the ERB-number scale (Glasberg & Moore 1990)
-   between ``f_min_hz`` and ``f_max_hz``; between the first and last centre they sum to one, so a
-   tone at a band centre keeps its full power in that band. Optionally the filters broaden with
-   hearing loss (``broadening_per_db``: a spread of band power to neighbouring bands, a crude
-   model of the wider auditory filters of a damaged cochlea).
-3. **Levels.** Band powers → dB SPL through :mod:`toolchain.audio.levels` (the project's one
-   calibration), floored at ``floor_db_spl`` so gradients stay finite.
-4. **Thresholds.** ``T = T0 + HL``: the audiogram (dB HL at the 8 standard frequencies) is
-   interpolated linearly in dB over log2 frequency (flat outside 250..8000 Hz, exactly as
-   :meth:`toolchain.audio.audiogram.Audiogram.at_frequencies`) and added to the threshold in
-   quiet ``T0`` (reference thresholds, dB HL → dB SPL). ``T`` is capped ``min_dynamic_range_db``
-   below the uncomfortable level ``UCL``.
-5. **Recruitment and audibility.** The impaired ear maps its residual dynamic range ``[T, UCL]``
-   onto the normal one ``[T0, UCL]``: the perceived level (dB above threshold, in normal-ear
-   units) is ``P = r · τ · softplus((L − T) / τ)`` with ``r = (UCL − T0) / (UCL − T)``. Above
-   threshold loudness grows ``r`` times faster than for a normal ear (recruitment); below it the
-   softplus makes sounds (softly) inaudible, with softness ``τ`` dB. The softness is applied to
-   the input level (not to ``r·(L − T)``) so that a sound 20 dB below an elevated threshold
-   still gets a usable gradient. For an all-zero audiogram ``T = T0``, ``r = 1`` and ``P`` is the
-   normal-hearing sensation level ``τ · softplus((L − T0) / τ)``.
-
-Everything is batched tensor maths (no Python loop over the batch) and differentiable with
-respect to the waveform (and the audiogram).
+The compensator is trained so that ``HL(compensated, audiogram) ≈ NH(clean)``; this module is
+``HL`` (and, with an all-zero audiogram, ``NH``): a cheap, batched, differentiable stand-in
+for the Neuro-MSBG simulator (DESIGN.md, seed 003).
 """
 
 from __future__ import annotations
@@ -43,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
@@ -123,11 +96,7 @@ class FilterbankHLConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FilterbankHLConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FilterbankHLConfig keys: {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="FilterbankHLConfig")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -138,8 +107,33 @@ class FilterbankHLConfig:
 class FilterbankHearingLoss(nn.Module):
     """``forward(x (B, n), audiogram_db_hl (B, 8)) → (B, bands, frames)`` perceived level (dB).
 
-    See the module docstring for the model. The module has no trainable parameters; its
-    filterbank, window and interpolation weights are buffers (they follow ``.to(device)``).
+    The model, per batch item (batched tensor maths, differentiable in the waveform and the audiogram):
+
+    1. **Spectrum.** ``torch.stft`` (Hann window, ``n_fft``, ``hop``), scaled so that the one-sided
+       bin powers of a frame sum to the mean square of the signal (Parseval, window-corrected).
+    2. **Bands.** Triangular filters equally spaced on the ERB-number scale (Glasberg & Moore 1990)
+       between ``f_min_hz`` and ``f_max_hz``; between the first and last centre they sum to one, so a
+       tone at a band centre keeps its full power in that band. Optionally the filters broaden with
+       hearing loss (``broadening_per_db``: a spread of band power to neighbouring bands, a crude
+       model of the wider auditory filters of a damaged cochlea).
+    3. **Levels.** Band powers → dB SPL through :mod:`toolchain.audio.levels` (the project's one
+       calibration), floored at ``floor_db_spl`` so gradients stay finite.
+    4. **Thresholds.** ``T = T0 + HL``: the audiogram (dB HL at the 8 standard frequencies) is
+       interpolated linearly in dB over log2 frequency (flat outside 250..8000 Hz, exactly as
+       :meth:`toolchain.audio.audiogram.Audiogram.at_frequencies`) and added to the threshold in
+       quiet ``T0`` (reference thresholds, dB HL → dB SPL). ``T`` is capped ``min_dynamic_range_db``
+       below the uncomfortable level ``UCL``.
+    5. **Recruitment and audibility.** The impaired ear maps its residual dynamic range ``[T, UCL]``
+       onto the normal one ``[T0, UCL]``: the perceived level (dB above threshold, in normal-ear
+       units) is ``P = r · τ · softplus((L − T) / τ)`` with ``r = (UCL − T0) / (UCL − T)``. Above
+       threshold loudness grows ``r`` times faster than for a normal ear (recruitment); below it the
+       softplus makes sounds (softly) inaudible, with softness ``τ`` dB. The softness is applied to
+       the input level (not to ``r·(L − T)``) so that a sound 20 dB below an elevated threshold
+       still gets a usable gradient. For an all-zero audiogram ``T = T0``, ``r = 1`` and ``P`` is the
+       normal-hearing sensation level ``τ · softplus((L − T0) / τ)``.
+
+    The module has no trainable parameters; its filterbank, window and interpolation weights
+    are buffers (they follow ``.to(device)``).
     """
 
     def __init__(self, config: FilterbankHLConfig = FilterbankHLConfig(),

@@ -4,29 +4,6 @@
 frequencies) hears of the waveform ``x``, trained to reproduce pyclarity's MSBG
 (:mod:`toolchain.audio.msbg_ref`, delay-aligned) and then frozen, so compensators can be trained
 through it (seed 003, Sec. III-F: HL(compensated, audiogram) ≈ NH(clean)).
-
-Architecture, as seed 003 Fig. 1 (MP-SENet family), sized for a 2-core CPU:
-
-* **STFT**: Hann, ``n_fft`` 400 → F = 201 bins (the seed's F), hop 100; power-law compressed
-  magnitude ``|X|^0.3`` (MP-SENet's compression) and phase ``angle(X)``.
-* **Audiogram encoder** (seed 003 eq. 1): ``a_enc = W · Flatten(AvgPool(ReLU(Conv1d(a))))``,
-  8 thresholds → F, broadcast over time as an extra input channel.
-* Input channels: compressed magnitude, phase, audiogram channel, and (our addition) the bin
-  level in dB SPL / 100: MSBG's recruitment is a function of absolute level in dB, which a small
-  network learns far faster from a log input than from ``|X|^0.3`` alone.
-* **Dense encoder** → C channels, frequency halved (stride 2); **dual-path blocks** (seed 003
-  Sec. II-A2, the "CNN block" variant: a depthwise-separable 1-D convolution along time, then
-  along frequency, each with channel expansion, activation and a residual); the time path is
-  non-causal (the simulator is an offline training/evaluation tool, not a deployed model).
-* **Magnitude-mask decoder**: transposed conv back to F, learnable sigmoid ``β·σ(s·h)`` with
-  β = 2 (MP-SENet) times the input's compressed magnitude. **Phase decoder**: two parallel
-  heads (real, imaginary) → ``atan2`` (MP-SENet's parallel phase estimation), so the phase is
-  never wrapped inside the network; the pair is applied as a rotation of the input phase, and
-  both decoders start as the identity (MSBG's output phase is near its input's).
-* Inverse STFT of ``mag^(1/0.3) · e^{jφ}`` → waveform the length of the input.
-
-``forward`` returns a :class:`SimOutput` with the waveform and the compressed magnitude / phase /
-complex spectra the seed's losses use (:func:`toolchain.train.losses.simulator_loss`).
 """
 
 from __future__ import annotations
@@ -40,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
+from runtime.config import ConfigError, strict_from_dict
 from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
@@ -49,7 +27,7 @@ AUDIOGRAM_SCALE_DB = 100.0  # thresholds enter the encoder as dB HL / 100
 POWER_FLOOR = 1e-8
 
 
-class HLSimConfigError(ValueError):
+class HLSimConfigError(ConfigError):
     """A bad simulator configuration (one line)."""
 
 
@@ -71,8 +49,8 @@ class HLSimConfig:
     freq_stages: int = 2      # stride-2 frequency halvings before the dual-path blocks (201 -> 101 -> 51)
     # "lean" layout (the shipped simulator's speed fix): one decoder trunk shared by the mask and
     # phase heads, and no C-channel layer at full frequency resolution: the encoder's first layer
-    # reads pairs of input bins, the decoder's last doubling writes the heads. The full-resolution
-    # tensors were a third of the CPU time. False = the original layout (older checkpoints).
+    # reads pairs of input bins, the decoder's last doubling writes the heads (full-resolution
+    # tensors dominated the CPU time). False = the original layout (older checkpoints).
     lean: bool = False
     full_scale_sine_db_spl: float = DEFAULT_CALIBRATION.full_scale_sine_db_spl
 
@@ -103,11 +81,7 @@ class HLSimConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HLSimConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise HLSimConfigError(f"unknown hlsim option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="hlsim", error=HLSimConfigError)
 
 
 class SimOutput(NamedTuple):
@@ -152,7 +126,7 @@ class _AxisConv(nn.Module):
         self.expand = nn.Linear(channels, hidden)
         self.act = nn.ReLU(inplace=True)
         self.project = nn.Linear(hidden, channels)
-        # No normalisation layer (LayerNorm alone was 15 % of the CPU time): residual branches
+        # No normalisation layer (LayerNorm is costly on a CPU, bench_hlsim.py): residual branches
         # start small instead, which keeps the stack near identity at initialisation.
         with torch.no_grad():
             self.project.weight.mul_(0.1)
@@ -222,7 +196,30 @@ class _DoubleFreq(nn.Module):
 
 
 class HLSim(nn.Module):
-    """The simulator; see the module docstring. Input ``x (B, n)``, ``audiogram (B, 8)`` dB HL."""
+    """The simulator. Input ``x (B, n)``, ``audiogram (B, 8)`` dB HL; ``forward`` returns a
+    :class:`SimOutput`: the waveform and the compressed magnitude / phase / complex spectra the
+    seed's losses use (:func:`toolchain.train.losses.simulator_loss`).
+
+    Architecture, as seed 003 Fig. 1 (MP-SENet family), sized for a 2-core CPU:
+
+    * **STFT**: Hann, ``n_fft`` 400 → F = 201 bins (the seed's F), hop ``hop``; power-law compressed
+      magnitude ``|X|^0.3`` (MP-SENet's compression) and phase ``angle(X)``.
+    * **Audiogram encoder** (seed 003 eq. 1): ``a_enc = W · Flatten(AvgPool(ReLU(Conv1d(a))))``,
+      8 thresholds → F, broadcast over time as an extra input channel.
+    * Input channels: compressed magnitude, phase, audiogram channel, and (our addition) the bin
+      level in dB SPL / 100: MSBG's recruitment is a function of absolute level in dB, which a small
+      network learns far faster from a log input than from ``|X|^0.3`` alone.
+    * **Dense encoder** → C channels, frequency halved (stride 2); **dual-path blocks** (seed 003
+      Sec. II-A2, the "CNN block" variant: a depthwise-separable 1-D convolution along time, then
+      along frequency, each with channel expansion, activation and a residual); the time path is
+      non-causal (the simulator is an offline training/evaluation tool, not a deployed model).
+    * **Magnitude-mask decoder**: transposed conv back to F, learnable sigmoid ``β·σ(s·h)`` with
+      β = 2 (MP-SENet) times the input's compressed magnitude. **Phase decoder**: two parallel
+      heads (real, imaginary) → ``atan2`` (MP-SENet's parallel phase estimation), so the phase is
+      never wrapped inside the network; the pair is applied as a rotation of the input phase, and
+      both decoders start as the identity (MSBG's output phase is near its input's).
+    * Inverse STFT of ``mag^(1/0.3) · e^{jφ}`` → waveform the length of the input.
+    """
 
     def __init__(self, config: HLSimConfig | None = None) -> None:
         super().__init__()

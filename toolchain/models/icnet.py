@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
+from runtime.config import strict_from_dict
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 
 # ----------------------------------------------------------------------------- seed constants
@@ -173,18 +174,15 @@ class ICNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ICNetConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ICNet config keys {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="ICNet config")
 
 
 # ------------------------------------------------------------------------------- layers
-class CausalConv1d(nn.Module):
+class KerasCausalConv1d(nn.Module):
     """Conv1d with Keras ``padding="causal"`` semantics: ``kernel - 1`` zeros on the left.
 
-    With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
+    Whole-signal and stateless, as the released Keras model runs (not the streaming
+    :class:`toolchain.models.streaming.CausalConv1d` of the compensators). With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
     ``s*j - (kernel - 1) .. s*j`` only (001 §DNN models: "used a causal kernel").
     """
 
@@ -272,7 +270,7 @@ class ConvPReLU(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = CausalConv1d(in_channels, out_channels, kernel_size, stride)
+        self.conv = KerasCausalConv1d(in_channels, out_channels, kernel_size, stride)
         self.act = nn.PReLU(out_channels, init=0.0)  # Keras' PReLU initialises alpha to 0
 
     def forward(self, x: Tensor) -> Tensor:
@@ -484,16 +482,7 @@ class PsiICNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PsiICNetConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ψ-ICNet config keys {sorted(unknown)}")
-        d = dict(d)
-        if isinstance(d.get("encoder"), dict):
-            d["encoder"] = ICNetConfig.from_dict(d["encoder"])
-        if d.get("fusion_channels") is not None:
-            d["fusion_channels"] = tuple(d["fusion_channels"])
-        return cls(**d)
+        return strict_from_dict(cls, d, where="ψ-ICNet config")
 
 
 class PsiICNet(nn.Module):

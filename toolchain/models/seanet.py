@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
+from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.fitting.prescription import nalr_fir
 from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
@@ -93,14 +94,7 @@ class SEANetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SEANetConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SEANet config keys: {sorted(unknown)}; expected some of {sorted(known)}")
-        d = dict(d)
-        if "strides" in d:
-            d["strides"] = tuple(int(s) for s in d["strides"])
-        return cls(**d)
+        return strict_from_dict(cls, d, where="SEANet config")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

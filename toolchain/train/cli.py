@@ -6,7 +6,9 @@
 * no ``kind`` / ``"compensator"`` (``default``): the SEANet compensator through the filterbank
   hearing-loss model (the shipped default's recipe).
 
-Multi-GPU / multi-process: ``torchrun --nproc_per_node N -m toolchain.train --recipe ...``.
+The one training entry point: :mod:`toolchain.cli` registers these arguments and
+:func:`train_main` as its ``train`` command; multi-GPU / multi-process runs launch that same
+command, ``torchrun --nproc_per_node N -m toolchain train --recipe ...``.
 """
 
 from __future__ import annotations
@@ -70,10 +72,3 @@ def train_main(args: argparse.Namespace) -> int:
     print(json.dumps(brief, indent=2, default=str))
     print(f"wrote {out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m toolchain.train`` (what ``torchrun`` launches)."""
-    from toolchain.cli import main as toolchain_main
-
-    return toolchain_main(["train", *(argv if argv is not None else __import__("sys").argv[1:])])

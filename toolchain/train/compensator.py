@@ -1,7 +1,7 @@
 """Train the SEANet compensator through the filterbank hearing-loss model.
 
 ``train_compensator(load_recipe("default"), Path("toolchain/assets/seanet_default.pt"))``
-regenerates the shipped default compensator (also ``python -m toolchain.train.compensator``).
+regenerates the shipped default compensator (``toolchain train --recipe default`` runs it).
 
 What one run does, every step of it decided by the recipe:
 
@@ -21,11 +21,9 @@ weights bit for bit (seeded torch and numpy generators, fixed data order, no oth
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -304,38 +302,5 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
         fh.write("\n")
 
 
-def format_eval_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table of :func:`evaluate` rows."""
-    head = f"{'audiogram':<18}{'unprocessed':>12}{'compensated':>12}{'perc. dB':>16}{'out dB SPL':>12}{'peak':>8}"
-    lines = [head]
-    for r in rows:
-        lines.append(f"{r['audiogram']:<18}{r['unprocessed']:>12.3f}{r['compensated']:>12.3f}"
-                     f"{r['unprocessed_perceptual_db']:>8.2f}→{r['compensated_perceptual_db']:<7.2f}"
-                     f"{r['output_level_db_spl']:>12.1f}{r['output_peak']:>8.3f}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m toolchain.train.compensator [--recipe default] [--out PATH]``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default="default", help="recipe name or TOML path (default: default)")
-    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint path")
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    recipe = load_recipe(args.recipe)
-    result = train_compensator(recipe, args.out, progress=not args.no_progress, device=args.device,
-                               max_steps=args.max_steps)
-    print(f"{result.out_path}: {result.steps} steps in {result.wall_time_s:.0f} s on {result.device}, "
-          f"final train loss {result.final_train_loss:.3f}")
-    print(format_eval_table(result.eval))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 __all__ = ["TrainResult", "train_compensator", "evaluate", "sample_audiograms", "generate_pool",
-           "corpus_config", "format_eval_table", "DEFAULT_CHECKPOINT"]
+           "corpus_config", "DEFAULT_CHECKPOINT"]

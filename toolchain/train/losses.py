@@ -1,45 +1,7 @@
-"""Training losses of the compensator (trained through a frozen hearing-loss model).
+"""Training losses: the compensator's, through a frozen hearing-loss model, and the simulator's (seed 003).
 
-:func:`compensation_loss` is a weighted sum of four terms; the weights live in the recipe's
-``[loss]`` section (:class:`LossConfig`), never in code that reads a global:
-
-``perceptual`` (main term, weight ``perceptual``)
-    Mean absolute difference, in dB, between what the impaired ear perceives of the
-    compensated signal, ``hl(compensated, audiogram)``, and what a normal ear perceives of the
-    clean speech, ``hl(clean, 0 dB HL)``: the compensator's whole purpose (DESIGN.md, seed 003).
-
-``spectral`` (weight ``spectral``, small)
-    Multi-resolution log-spectral shape term. For each STFT size, the log-magnitude ratio
-    ``log|C| − log|S|`` (compensated over clean) has its per-frequency mean over time removed
-    (a static, frequency-dependent gain is the compensator's job and costs nothing); the mean
-    absolute remainder, counted only in bins where the clean speech is audible (within
-    ``spectral_range_db`` of the clip's strongest bin), penalises what is *not* a gain: added
-    noise, musical artefacts, smearing. Values are natural-log units (1 ≈ 8.7 dB).
-
-``limit`` (weight ``limit``)
-    Output samples above ``output_limit`` (full scale, default 0.89): the summed overshoot
-    ``Σ max(|y| − limit, 0)`` per clip, averaged over the batch. Exactly zero while every
-    sample is within the limit (maximum power output safety; the runtime limiter clips anyway,
-    this teaches the network not to rely on it).
-
-``ucl`` (weight ``ucl``)
-    Band energy far above the uncomfortable level: the mean over bands and frames of
-    ``max(L − (UCL + ucl_margin_db), 0)`` in dB, from the hearing-loss model's own band levels.
-
-``quant_noise`` (weight ``quant_noise``; added by the training loop, which owns the model)
-    mean over clips of ``max(quant_noise_target_db − SNR, 0)``: SNR, in dB, of a second forward
-    with one int8 step of noise on every internal tensor against the clean forward (:mod:`toolchain.train.quant_noise`).
-    It keeps the exported int8 graph close to the fp32 model it is converted from.
-``envelope`` (weight ``envelope``)
-    1 − the mean, over bands and clips, of the correlation over frames between the perceived band
-    levels of the compensated signal and the normal ear's of the clean speech: the envelope
-    fidelity that HASPI scores (Kates & Arehart, "The Hearing-Aid Speech Perception Index (HASPI)
-    Version 2", Speech Commun. 131, 2021), made differentiable as DHASP does (Tu, Ma & Barker,
-    "DHASP: Differentiable hearing aid speech processing", ICASSP 2021). It is level-invariant per
-    band, so it rewards audibility and noise removal, not loudness.
-``silence`` (weight ``silence``; added by the training loop, which owns the model)
-    The level of the output for digital silence in dB SPL above ``silence_target_db_spl``
-    (:func:`silence_penalty`): biases alone must not play a tone into a quiet ear.
+:func:`compensation_loss` weighs the terms a recipe's ``[loss]`` section (:class:`LossConfig`)
+names, so every weight lives in the recipe; :func:`simulator_loss` is seed 003's eq. 9.
 """
 
 from __future__ import annotations
@@ -50,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.hl_filterbank import FilterbankHearingLoss
@@ -96,11 +59,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LossConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown loss keys: {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d, where="loss config")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -120,8 +79,8 @@ def limit_penalty(y: Tensor, output_limit: float = 0.89, *, per_sample: bool = F
     """Summed overshoot above ``output_limit`` per clip, averaged over the batch (0 within it).
 
     ``per_sample``: the mean over every sample instead, which does not grow with the clip length or
-    with how many samples a gain step pushes over at once (distillation: the summed form surged by
-    10^3-10^4 in one step and the clipped gradient threw the teacher off its fitting).
+    with how many samples a gain step pushes over at once (the summed form's surges, under gradient
+    clipping, threw a distilled teacher off its fitting).
     """
     over = torch.relu(_flat(y).abs() - output_limit)
     return over.mean() if per_sample else over.sum(dim=-1).mean()
@@ -129,7 +88,13 @@ def limit_penalty(y: Tensor, output_limit: float = 0.89, *, per_sample: bool = F
 
 def spectral_shape_loss(y: Tensor, clean: Tensor, ffts: tuple[int, ...] = (256, 512, 1024),
                         range_db: float = 60.0) -> Tensor:
-    """Gain-invariant multi-resolution log-spectral distance where the clean signal is audible."""
+    """Gain-invariant multi-resolution log-spectral distance where the clean signal is audible.
+
+    Per STFT size, the log-magnitude ratio ``log|C| − log|S|`` has its per-frequency mean over
+    time removed (a static, frequency-dependent gain is the compensator's job and costs
+    nothing); the mean absolute remainder over bins within ``range_db`` of the clip's strongest
+    bin penalises added noise, musical artefacts and smearing. Natural-log units (1 ≈ 8.7 dB).
+    """
     y, clean = _flat(y), _flat(clean)
     total = y.new_zeros(())
     eps = 1e-10
@@ -155,7 +120,12 @@ def spectral_shape_loss(y: Tensor, clean: Tensor, ffts: tuple[int, ...] = (256, 
 
 def envelope_correlation(perceived: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
     """Mean over clips and bands of the Pearson correlation over frames of two ``(B, bands, frames)``
-    level maps; a band the target leaves flat (silent) counts for nothing rather than for noise."""
+    level maps; a band the target leaves flat (silent) counts for nothing rather than for noise.
+
+    The envelope fidelity HASPI scores (Kates & Arehart, "The Hearing-Aid Speech Perception Index
+    (HASPI) Version 2", Speech Commun. 131, 2021), differentiable as in DHASP (Tu, Ma & Barker,
+    ICASSP 2021); level-invariant per band, so it rewards audibility and noise removal, not loudness.
+    """
     p = perceived - perceived.mean(dim=-1, keepdim=True)
     t = target - target.mean(dim=-1, keepdim=True)
     tv = t.square().mean(dim=-1)
@@ -180,11 +150,22 @@ def compensation_loss(
     *,
     target: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``(loss, parts)``: weighted sum of the terms in the module docstring.
+    """``(loss, parts)``: the weighted sum of these terms (weights: the :class:`LossConfig` fields of the same name).
 
-    ``compensated`` and ``clean`` are ``(B, n)`` (or ``(B, 1, n)``) waveforms, ``audiogram``
-    ``(B, 8)`` dB HL. ``target`` may pass a precomputed ``hl_model.perceived_normal(clean)``.
-    ``parts`` holds each unweighted term and the total as Python floats.
+    * ``perceptual``: mean absolute difference, in dB, between what the impaired ear perceives
+      of the compensated signal, ``hl(compensated, audiogram)``, and what a normal ear
+      perceives of the clean speech: the compensator's whole purpose (DESIGN.md, seed 003).
+    * ``spectral``: :func:`spectral_shape_loss`, what is not a static gain (noise, artefacts).
+    * ``limit``: :func:`limit_penalty` above ``output_limit``; the runtime limiter clips anyway,
+      this teaches the network not to rely on it (maximum power output safety).
+    * ``ucl``: mean over bands and frames of ``max(L − (UCL + ucl_margin_db), 0)`` dB, from the
+      hearing-loss model's own band levels.
+    * ``envelope``: ``1 −`` :func:`envelope_correlation` of the perceived and target band levels.
+
+    ``quant_noise`` and ``silence`` (:func:`silence_penalty`) are added by the training loop,
+    which owns the model. ``compensated`` and ``clean`` are ``(B, n)`` (or ``(B, 1, n)``)
+    waveforms, ``audiogram`` ``(B, 8)`` dB HL. ``target`` may pass a precomputed
+    ``hl_model.perceived_normal(clean)``. ``parts`` holds each unweighted term and the total as floats.
     """
     y, s = _flat(compensated), _flat(clean)
     if y.shape != s.shape:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from runtime.atomic import atomic_write
+from runtime.config import cache_dir
 from toolchain.audio.audiogram import PRESETS, Audiogram
 from toolchain.audio.data import NOISE_TYPES, CorpusConfig, SyntheticCorpus
 from toolchain.audio.msbg_ref import MSBGReference
@@ -89,15 +88,10 @@ def _simulate_chunk(args: tuple[np.ndarray, np.ndarray, int]) -> np.ndarray:
     return np.stack([ref.simulate(x, Audiogram(tuple(float(v) for v in a))) for x, a in zip(clips, audiograms)])
 
 
-def cache_dir() -> Path:
-    root = Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx")
-    return root / "msbg-pairs"
-
-
 def msbg_pairs(cfg: PairsConfig, *, progress: Callable[[int, int], None] | None = None,
                use_cache: bool = True) -> dict[str, np.ndarray]:
     """``{"x": (N, n), "clean": (N, n), "audiogram": (N, 8), "msbg": (N, n)}`` float32 arrays."""
-    path = cache_dir() / f"{cfg.split}-{cfg.key()}.npz"
+    path = cache_dir("msbg-pairs") / f"{cfg.split}-{cfg.key()}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     if use_cache and path.exists():
         with np.load(path) as z:

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime import config
+from runtime.config import ConfigError, strict_from_dict
 from toolchain.audio.audiogram import PRESETS
 from toolchain.audio.data import NOISE_TYPES
 from toolchain.models.hl_filterbank import FilterbankHLConfig
@@ -43,11 +42,8 @@ def asset_path(name: str | Path) -> Path:
     return p if p.is_absolute() or p.exists() else ASSETS / p
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A bad recipe file or value; ``str()`` is one line naming the file and the problem."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)
@@ -236,86 +232,12 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _type_name(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}s"
-        return f"a list of {len(args)} {_type_name(args[0])}s" if len(set(args)) == 1 \
-            else f"a list of ({', '.join(_type_name(a) for a in args)})"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(hint))
-    return {bool: "boolean", int: "integer", float: "number", str: "string",
-            type(None): "nothing"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-class _BadType(Exception):
-    pass
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` checked against the type ``hint`` (ints accepted for floats, lists for tuples)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            try:
-                return _coerce(value, arg)
-            except _BadType:
-                continue
-        raise _BadType
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise _BadType
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise _BadType
-        return tuple(_coerce(v, a) for v, a in zip(value, args))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _BadType
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _BadType
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _BadType
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise _BadType
-        return value
-    if hint is type(None):
-        if value is not None:
-            raise _BadType
-        return None
-    raise _BadType  # pragma: no cover - a field type this loader does not know
-
-
 def _build_section(section: str, cls: type, table: dict[str, Any], source: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in hints or key not in fields:
-            raise RecipeError(f"{source}: unknown key '{key}' in [{section}]; "
-                              f"expected one of {', '.join(fields)}")
-        if isinstance(value, dict):
-            raise RecipeError(f"{source}: [{section}] {key} is a table; expected {_type_name(hints[key])}")
-        try:
-            kwargs[key] = _coerce(value, hints[key])
-        except _BadType:
-            raise RecipeError(f"{source}: [{section}] {key} = {value!r}: expected "
-                              f"{_type_name(hints[key])}") from None
     try:
-        if cls is SEANetConfig:
-            return SEANetConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()})
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
+        return strict_from_dict(cls, table, where=f"{source}: [{section}]", error=RecipeError)
+    except RecipeError:
+        raise
+    except (ValueError, TypeError) as exc:  # the dataclass's own checks of the values
         raise RecipeError(f"{source}: [{section}] {exc}") from None
 
 
@@ -335,22 +257,8 @@ def available_recipes() -> list[str]:
 def read_toml(name_or_path: str | Path) -> tuple[Path, dict[str, Any]]:
     """``(path, table)`` of a recipe file; every problem → :class:`RecipeError` naming the file."""
     path = recipe_path(name_or_path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found (shipped recipes: "
-                          f"{', '.join(available_recipes()) or 'none'})") from None
-    except IsADirectoryError:
-        raise RecipeError(f"{path}: is a directory, not a recipe file") from None
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{path}: recipe is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message ends with "(at line L, column C)".
-        raise RecipeError(f"{path}: invalid TOML: {exc}") from None
+    data = config.read_toml(path, what="recipe file", error=RecipeError,
+                            missing_hint=f"shipped recipes: {', '.join(available_recipes()) or 'none'}")
     if "name" in data:
         raise RecipeError(f"{path}: unknown key 'name' (a recipe's name is its file name)")
     return path, data

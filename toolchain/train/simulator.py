@@ -1,7 +1,7 @@
 """Train the Neuro-MSBG-style simulator (:mod:`toolchain.models.hlsim`) against pyclarity MSBG.
 
-``toolchain train --recipe hlsim`` (or ``python -m toolchain.train.simulator``): generate (or
-load cached) MSBG pairs (:mod:`toolchain.train.msbg_data`), train with seed 003's loss
+``toolchain train --recipe hlsim``: generate (or load cached) MSBG pairs
+(:mod:`toolchain.train.msbg_data`), train with seed 003's loss
 (:func:`toolchain.train.losses.simulator_loss`) on random aligned crops, then report fidelity on
 the held-out pairs: waveform SNR and log-spectral distance to MSBG, the same for the identity
 ("no simulator") baseline, and HASPI v2 computed on simulator outputs vs on MSBG outputs with

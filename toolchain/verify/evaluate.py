@@ -1,41 +1,9 @@
 """``toolchain evaluate``: HASPI v2 and HASQI v2 of the device against the classic fittings (issue 16).
 
-Systems, each scored per audiogram x speech level x listening condition x held-out example:
-
-==============  =================================================================================
-unprocessed     the input as it reaches the ear
-NAL-R           the classic prescription (``toolchain fit --method nalr``: minimum-phase NAL-R FIR)
-NAL-R + WDRC    CAMFIT multi-band compressor + NAL-R (``toolchain fit --method wdrc``)
-device          the exported bundle's default graph (``manifest.default_graph``) through
-                ``runtime.engine.Engine`` with the ``litert`` backend, limiter included
-==============  =================================================================================
-
-Audio: the held-out split of :mod:`toolchain.audio.data` (languages, voices and sentences that no
-training, calibration or validation split uses). Speech is set to each level (55/65/75 dB SPL
-through :mod:`toolchain.audio.levels`); conditions: quiet, babble (held-out talkers) and
-stationary speech-shaped noise at an SNR, and reverberation (a seeded synthetic RIR: direct path
-plus exponentially decaying Gaussian noise, T60 drawn in 0.3-0.6 s, direct-to-reverberant ratio
-0 dB). The same inputs go to every system and audiogram (paired comparison).
-
-Scores: HASPI v2 and HASQI v2 (pyclarity); reference = the dry clean speech at the speech level
-into a normal ear, processed = each system's output through the audiogram; level1 from the same
-calibration; the ear models' internal noise is seeded per example. Every output passes the
-device's output limiter (the Engine's own for the device, ``runtime.engine.Limiter`` at the
-bundle's limit for the others), so no system gains from a level the device could not deliver.
-
-Devices: a bundle is fitted to one audiogram, so each audiogram needs its own: a ``--bundle``
-whose manifest audiogram matches, or one exported from ``--student`` for it (the same export as
-``toolchain export``; kept under ``--export-dir`` when given).
-
-Grid: ``--grid tiny|default|full`` (default: 6 audiograms x 3 levels x 5 conditions x 1 example
-of 2 s: 720 scores, about 20 minutes on two busy cores); ``--examples``, ``--seconds``,
-``--presets``, ``--levels`` and ``--conditions`` override the grid's values. ``--jobs N`` scores
-in N worker processes (default 1: the machine is shared).
-
-Targets (issue 16), HASPI unless stated: quiet, pooled per audiogram: device >= best classic
-- 0.01; noise and reverberation pooled: device >= best classic + 0.05; no cell below unprocessed
-by more than 0.02; HASQI pooled >= NAL-R's; no device sample above the bundle's output limit;
-algorithmic latency <= 1.5 ms. Each is printed as value, target and shortfall.
+Unprocessed, NAL-R, NAL-R + WDRC and the exported bundle (``runtime.engine.Engine``, limiter
+included) get the same held-out inputs per audiogram x speech level x listening condition, a
+paired comparison; every output passes the device's output limiter, so no system gains from a
+level the device could not deliver. The protocol, grids and targets: README.md, "Evaluation".
 """
 
 from __future__ import annotations
@@ -397,7 +365,10 @@ def _pooled(rows: Iterable[Mapping[str, Any]], metric: str, system: str) -> list
 
 
 def target_checks(rows: Sequence[Mapping[str, Any]], devices: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Issue 16's targets on the evaluated cells (see the module docstring)."""
+    """Issue 16's targets on the evaluated cells, HASPI unless stated: quiet, per audiogram, device >=
+    best classic - 0.01; noise and reverberation pooled, device >= best classic + 0.05; no cell
+    below unprocessed by more than 0.02; HASQI pooled >= NAL-R's; no device sample above the
+    bundle's output limit; algorithmic latency <= 1.5 ms."""
     checks = []
     presets = list(dict.fromkeys(r["audiogram"] for r in rows))
     quiet = [r for r in rows if r["condition"] == "quiet"]

@@ -1,16 +1,14 @@
-"""Tests for WAV reading/writing and resampling."""
+"""Tests for audio file reading and resampling (writing: tests/runtime/test_wavio.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-import toolchain.audio.io as aio
-from toolchain.audio.io import AudioFileError, read_wav, resample, write_wav_atomic
+from toolchain.audio.io import AudioFileError, read_wav, resample
 
 
 def _sine(freq: float, sr: float, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:
@@ -22,98 +20,6 @@ def _one_line(exc: pytest.ExceptionInfo[AudioFileError]) -> str:
     msg = str(exc.value)
     assert "\n" not in msg
     return msg
-
-
-# ------------------------------------------------------------------ round trips
-@pytest.mark.parametrize(("subtype", "tol"), [("PCM_16", 1.0 / 32767), ("PCM_24", 1e-6), ("FLOAT", 0.0)])
-def test_round_trip(tmp_path: Path, subtype: str, tol: float) -> None:
-    x = np.random.default_rng(0).uniform(-0.9, 0.9, 4000).astype(np.float32)
-    p = tmp_path / "out.wav"
-    write_wav_atomic(p, x, 16000, subtype=subtype)
-    y, sr = read_wav(p)
-    assert sr == 16000 and y.dtype == np.float32 and y.shape == x.shape
-    np.testing.assert_allclose(y, x, atol=tol + 1e-9)
-    assert os.listdir(tmp_path) == ["out.wav"]  # no temp files left behind
-
-
-def test_flac_by_extension(tmp_path: Path) -> None:
-    x = _sine(440, 16000)
-    write_wav_atomic(tmp_path / "a.flac", x, 16000)
-    assert sf.info(str(tmp_path / "a.flac")).format == "FLAC"
-
-
-def test_overwrite_replaces_existing(tmp_path: Path) -> None:
-    p = tmp_path / "out.wav"
-    write_wav_atomic(p, np.zeros(100, np.float32), 8000)
-    write_wav_atomic(p, _sine(100, 16000), 16000)
-    y, sr = read_wav(p)
-    assert sr == 16000 and y.size == 8000
-
-
-# ------------------------------------------------------------------ refused writes
-def _existing(tmp_path: Path) -> tuple[Path, bytes]:
-    p = tmp_path / "keep.wav"
-    write_wav_atomic(p, _sine(300, 16000), 16000)
-    return p, p.read_bytes()
-
-
-@pytest.mark.parametrize(
-    ("x", "words"),
-    [
-        (np.array([0.1, np.nan, 0.2], np.float32), ["keep.wav", "1 non-finite"]),
-        (np.array([0.1, np.inf, -np.inf], np.float32), ["keep.wav", "2 non-finite"]),
-        (np.array([0.1, 1.5, 0.2], np.float32), ["keep.wav", "1.5", "clip=True"]),
-        (np.zeros((10, 2), np.float32), ["keep.wav", "shape"]),
-        (np.zeros(0, np.float32), ["keep.wav", "zero samples"]),
-    ],
-)
-def test_refused_writes_leave_existing_file(tmp_path: Path, x: np.ndarray, words: list[str]) -> None:
-    p, before = _existing(tmp_path)
-    with pytest.raises(AudioFileError) as exc:
-        write_wav_atomic(p, x, 16000)
-    msg = _one_line(exc)
-    for w in words:
-        assert w in msg, (w, msg)
-    assert p.read_bytes() == before
-    assert os.listdir(tmp_path) == ["keep.wav"]
-
-
-def test_clip_true_clips_and_float_subtype_allows_overrange(tmp_path: Path) -> None:
-    x = np.array([0.0, 1.5, -2.0, 0.25], np.float32)
-    write_wav_atomic(tmp_path / "c.wav", x, 16000, clip=True)
-    y, _ = read_wav(tmp_path / "c.wav")
-    assert y.max() <= 1.0 and y.min() >= -1.0 and y[3] == pytest.approx(0.25, abs=1e-4)
-    write_wav_atomic(tmp_path / "f.wav", x, 16000, subtype="FLOAT")
-    np.testing.assert_array_equal(read_wav(tmp_path / "f.wav")[0], x)
-
-
-def test_failure_mid_write_does_not_clobber(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    p, before = _existing(tmp_path)
-
-    def broken_write(fh, data, samplerate, **kwargs):  # type: ignore[no-untyped-def]
-        fh.write(b"RIFF partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(aio.sf, "write", broken_write)
-    with pytest.raises(AudioFileError) as exc:
-        write_wav_atomic(p, _sine(500, 16000), 16000)
-    assert "No space left" in _one_line(exc)
-    assert p.read_bytes() == before
-    assert os.listdir(tmp_path) == ["keep.wav"]
-
-
-def test_unwritable_directory(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    for target in (tmp_path / "missing" / "x.wav", blocker / "x.wav"):
-        with pytest.raises(AudioFileError) as exc:
-            write_wav_atomic(target, _sine(100, 16000), 16000)
-        assert "x.wav" in _one_line(exc)
-
-
-def test_non_integer_sample_rate_refused(tmp_path: Path) -> None:
-    with pytest.raises(AudioFileError, match="sample rate"):
-        write_wav_atomic(tmp_path / "x.wav", _sine(100, 16000), 24414.0625)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ bad inputs

@@ -130,7 +130,7 @@ def test_checkpoint_round_trip(tmp_path, lean):
 def test_bad_config_and_foreign_checkpoint(tmp_path):
     with pytest.raises(HLSimConfigError, match="channels"):
         HLSimConfig(channels=0)
-    with pytest.raises(HLSimConfigError, match="unknown hlsim option"):
+    with pytest.raises(HLSimConfigError, match="hlsim: unknown key .chanels.; expected one of sample_rate"):
         HLSimConfig.from_dict({"chanels": 8})
     with pytest.raises(HLSimConfigError, match="odd"):
         HLSimConfig(kernel_time=4)

@@ -125,7 +125,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_config_validation():
     with pytest.raises(ValueError, match="activation"):
         SEANetConfig(activation="gelu")
-    with pytest.raises(ValueError, match="unknown SEANet config keys"):
+    with pytest.raises(ValueError, match="SEANet config: unknown key .channelz.; expected one of sample_rate"):
         SEANetConfig.from_dict({"channelz": 3})
     assert SEANetConfig.from_dict(SEANetConfig().to_dict()) == SEANetConfig()
 

@@ -114,7 +114,7 @@ def test_audiogram_sampling_is_seeded_and_valid() -> None:
 # ------------------------------------------------------------------ the shipped checkpoint
 @pytest.fixture(scope="module")
 def shipped() -> tuple[SEANet, dict]:
-    assert DEFAULT_CHECKPOINT.exists(), f"{DEFAULT_CHECKPOINT} is missing: run python -m toolchain.train.compensator"
+    assert DEFAULT_CHECKPOINT.exists(), f"{DEFAULT_CHECKPOINT} is missing: run toolchain train --recipe default"
     return load_seanet(str(DEFAULT_CHECKPOINT)), torch.load(DEFAULT_CHECKPOINT, weights_only=True)["extra"]
 
 

@@ -118,7 +118,7 @@ def test_device_is_cuda_when_present():
 
 @pytest.mark.timeout(600)
 def test_torchrun_two_processes_train_a_simulator_end_to_end(tmp_path):
-    """``torchrun --nproc_per_node 2 -m toolchain.train`` (gloo on CPU) trains and saves once."""
+    """``torchrun --nproc_per_node 2 -m toolchain train`` (gloo on CPU) trains and saves once."""
     import subprocess
     import sys
 
@@ -150,7 +150,7 @@ threads = 1
     env = dict(os.environ, HX_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO),
                OMP_NUM_THREADS="1")
     torchrun = Path(sys.executable).with_name("torchrun")
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "toolchain.train",
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "toolchain", "train",
                         "--recipe", str(recipe), "--out", str(out), "--quiet"],
                        capture_output=True, text=True, timeout=540, env=env, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]

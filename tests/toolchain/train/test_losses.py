@@ -101,7 +101,7 @@ def test_spectral_term_ignores_a_static_gain_but_not_noise() -> None:
 def test_loss_config_validation() -> None:
     with pytest.raises(ValueError, match="output_limit"):
         LossConfig(output_limit=1.5)
-    with pytest.raises(ValueError, match="unknown loss keys"):
+    with pytest.raises(ValueError, match="loss config: unknown key .wat.; expected one of perceptual"):
         LossConfig.from_dict({"perceptual": 1.0, "wat": 2})
     assert LossConfig.from_dict(LossConfig().to_dict()) == LossConfig()
 
