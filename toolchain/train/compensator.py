@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.atomic import atomic_write
 from toolchain.audio.audiogram import PRESETS, Audiogram
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.audio.levels import DEFAULT_CALIBRATION
@@ -39,8 +40,7 @@ from toolchain.models.hl_filterbank import FilterbankHearingLoss
 from toolchain.models.seanet import SEANet, save_seanet
 from toolchain.train.losses import compensation_loss, silence_penalty
 from toolchain.train.quant_noise import quant_noise_loss
-from toolchain.train.recipe import AudiogramSampling, Recipe, load_recipe
-from runtime.atomic import atomic_write
+from toolchain.train.recipe import AudiogramSampling, Recipe
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 # The silence forward's length: past the network's receptive field, so its steady state is seen.
@@ -159,8 +159,14 @@ def pick_device(device: str | None) -> str:
 
 def _progress_bar() -> Any:
     # lazy: rich is needed only for the progress display
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
