@@ -49,6 +49,7 @@ def import_sounddevice() -> Any:
     except OSError:
         saved = None
     try:
+        # lazy: sounddevice needs PortAudio, which a board may lack; only live audio needs it
         import sounddevice as sd
     except OSError as e:  # PortAudio library missing
         raise AudioIOError(f"PortAudio is not available ({e}); install libportaudio2") from None

@@ -52,6 +52,7 @@ class SignatureError(ValueError):
 def _crypto() -> Any:
     """``cryptography``'s Ed25519 and serialization modules, or a one-line error."""
     try:
+        # lazy: cryptography is needed only for signed bundles
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
     except ImportError:
@@ -76,6 +77,7 @@ class TrustedKey:
     def verify(self, signature: bytes, message: bytes) -> bool:
         """True if ``signature`` is this key's signature of ``message``."""
         ed25519, _ = _crypto()
+        # lazy: cryptography is needed only for signed bundles
         from cryptography.exceptions import InvalidSignature
 
         try:

@@ -186,6 +186,7 @@ def load(arch: str | None = None, *, cflags: tuple[str, ...] | list[str] | None 
     arch = check_arch(arch or os.environ.get("HX_ARCH") or default_arch())
     cflags = tuple(cflags if cflags is not None else DEFAULT_CFLAGS)
     try:  # lazy: a board that runs only litert may lack cffi; this names the fix
+        # lazy: cffi is needed only to build the C kernel
         import cffi
     except ImportError:
         raise CKernelBuildError("the ckernel backend needs cffi (pip install cffi)") from None

@@ -23,6 +23,7 @@ class LiteRTBackend:
 
     def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int = 1, reference_kernels: bool = False) -> None:
         try:
+            # lazy: ai-edge-litert is needed only by the litert backend
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
         except ImportError as e:  # pragma: no cover - depends on the install
             raise BackendError(f"the litert backend needs ai-edge-litert ({e}); pip install ai-edge-litert") from None

@@ -17,6 +17,7 @@ class OnnxBackend:
 
     def __init__(self, model: bytes | str | os.PathLike, *, num_threads: int = 1) -> None:
         try:
+            # lazy: onnxruntime is optional on a board
             import onnxruntime as ort
         except ImportError as e:  # pragma: no cover - optional dependency
             raise BackendError(f"the onnx backend needs onnxruntime ({e}); pip install onnxruntime") from None

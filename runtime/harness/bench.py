@@ -153,9 +153,11 @@ def plot_timings(results: dict[str, dict[str, Any]], period_us: float, path: str
     estimate for the board unless that is the board).
     """
     try:  # lazy: matplotlib is optional on a board (only --plot needs it) and slow to import
+        # lazy: matplotlib is needed only when a plot is drawn
         import matplotlib
 
         matplotlib.use("Agg")
+        # lazy: matplotlib is needed only when a plot is drawn
         import matplotlib.pyplot as plt
     except ImportError as e:
         raise BenchError(f"--plot needs matplotlib ({e}); pip install matplotlib") from None

@@ -24,6 +24,7 @@ DEFAULT_OUT = {"simulator": ASSETS / "hlsim_default.pt", "distil": ASSETS / "sea
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    # lazy: toolchain.train.recipe pulls torch (seconds to import); only this path needs it
     from toolchain.train.recipe import available_recipes
 
     p.add_argument("--recipe", default="default",
@@ -36,6 +37,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_main(args: argparse.Namespace) -> int:
+    # lazy: toolchain.train.recipe pulls torch (seconds to import); only this path needs it
     from toolchain.train.recipe import RecipeError, recipe_kind, recipe_output
 
     if args.steps is not None and args.steps < 1:
@@ -46,21 +48,25 @@ def train_main(args: argparse.Namespace) -> int:
         raise RecipeError(f"--out {out} is a directory; expected a checkpoint file path")
     summary: dict[str, Any]
     if kind == "simulator":
+        # lazy: toolchain.train.simulator pulls torch (seconds to import); only this path needs it
         from toolchain.train.simulator import load_simulator_recipe, train_simulator
 
         summary = train_simulator(load_simulator_recipe(args.recipe), out, device=args.device, max_steps=args.steps,
                                   resume=args.resume, progress=not args.quiet)
     elif kind == "distil":
+        # lazy: toolchain.train.distil pulls torch (seconds to import); only this path needs it
         from toolchain.train.distil import load_distil_recipe, train_distilled
 
         summary = train_distilled(load_distil_recipe(args.recipe), out, device=args.device, max_steps=args.steps,
                                   resume=args.resume, progress=not args.quiet)
     elif kind == "dal":
+        # lazy: toolchain.train.dal pulls torch (seconds to import); only this path needs it
         from toolchain.train.dal import load_dal_recipe, train_dal
 
         summary = train_dal(load_dal_recipe(args.recipe), out, device=args.device, max_steps=args.steps,
                             resume=args.resume, progress=not args.quiet)
     else:
+        # lazy: toolchain.train.compensator pulls torch (seconds to import); only this path needs it
         from toolchain.train.compensator import train_compensator
         from toolchain.train.recipe import load_recipe
 

@@ -26,6 +26,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
+from toolchain.models.seanet import ResidualUnit
 from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d
 
 # Modules whose outputs become int8 tensors in the exported graph (ResidualUnit: its ADD).
@@ -33,7 +34,6 @@ _NOISY_ACTIVATIONS = (nn.PReLU, nn.LeakyReLU, nn.ELU)
 
 
 def _noisy_module(m: nn.Module) -> bool:
-    from toolchain.models.seanet import ResidualUnit
 
     return isinstance(m, (CausalConv1d, CausalConvTranspose1d, ResidualUnit) + _NOISY_ACTIVATIONS)
 
