@@ -14,7 +14,7 @@ import pytest
 
 from csrc_helpers import BLOCK, host_archs, litert_stream
 from runtime.backends.ckernel import CKernelBackend
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
 from toolchain.export.ckernel import describe_blob, parse_blob, tflite_to_blob
 
 

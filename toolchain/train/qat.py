@@ -20,7 +20,7 @@ The last point matters. TFLite requantises an int32 accumulator with a 31-bit mu
 each operand at 2^-20 before summing. A float ``round(acc · s_in·s_w / s_out)`` differs from that
 by one LSB on a few percent of the outputs of every layer, and 55 layers compound it to ±10 LSB
 at the output. So each op's *forward value* here is the integer result, computed with the
-kernels' own arithmetic (:mod:`toolchain.export.numpy_ref`, the C kernel's ground truth, ported
+kernels' own arithmetic (:mod:`toolchain.export.ckernel.numpy_ref`, the C kernel's ground truth, ported
 to torch int64) on integer codes recovered from the dequantised activations, while its
 *gradient* is the float fake-quant's (straight-through estimator, clipped outside the
 representable range): ``y = y_float + (y_int - y_float).detach()``. In float64 the codes and
@@ -53,7 +53,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toolchain.export import numpy_ref as ref
+from toolchain.export.ckernel import numpy_ref as ref
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, tensor_details
 from toolchain.models.streaming import (CausalConv1d, CausalConvTranspose1d, StepInterpreter, StreamingGraph,
                                         StreamingLeaf)
@@ -179,7 +179,7 @@ def _rdbpot(x: Tensor, e: Tensor) -> Tensor:
 
 
 def requantize(x: Tensor, multiplier: Tensor, shift: Tensor, mode: str) -> Tensor:
-    """:func:`toolchain.export.numpy_ref.requantize` on torch int64 tensors (broadcasting)."""
+    """:func:`toolchain.export.ckernel.numpy_ref.requantize` on torch int64 tensors (broadcasting)."""
     x, m, s = torch.broadcast_tensors(x, multiplier, shift)
     left, right = torch.clamp(s, min=0), torch.clamp(-s, min=0)
     xs = _wrap32(torch.bitwise_left_shift(x, left))
@@ -200,9 +200,9 @@ def _shift_signed(x: Tensor, n: int) -> Tensor:
 
 def _add_int(a: Tensor, b: Tensor, qa: QParams, qb: QParams, qo: QParams, mode: str,
              mults: tuple[int, int, int, int, int, int]) -> Tensor:
-    """TFLite int8 ADD (:func:`toolchain.export.numpy_ref.add_s8`) on ``(B, C, L)`` codes.
+    """TFLite int8 ADD (:func:`toolchain.export.ckernel.numpy_ref.add_s8`) on ``(B, C, L)`` codes.
 
-    ``mults`` is :func:`toolchain.export.numpy_ref.add_multipliers` of the three scales.
+    ``mults`` is :func:`toolchain.export.ckernel.numpy_ref.add_multipliers` of the three scales.
     ``"vector16"`` handles each sample's NWC-flattened elements in chunks of 16 with one
     rounding per operand; elements past the last whole chunk take the reference path.
     """
