@@ -161,7 +161,7 @@ def build_test_tflite16() -> bytes:
     import torch
 
     from tests.helpers import randomised_seanet
-    from toolchain.export.int16_graph import finalize_16x8
+    from toolchain.export.quant.int16_graph import finalize_16x8
     from toolchain.export.tflite import build_keras_step, convert
 
     g = randomised_seanet(SEED, _seanet16_config()).fit(AUDIOGRAM).streaming()
@@ -189,7 +189,7 @@ def load_test_model16() -> SeanetCase:
 
     root = Path(os.environ.get("HX_CACHE_DIR") or Path.home() / ".cache" / "hx") / "test-models"
     h = hashlib.sha256(_sources_digest().encode())
-    for rel in ("toolchain/export/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
+    for rel in ("toolchain/export/quant/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
         if (REPO / rel).is_file():
             h.update((REPO / rel).read_bytes())
     for fn in (_seanet16_config, build_test_tflite16):

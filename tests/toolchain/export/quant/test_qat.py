@@ -11,7 +11,7 @@ from tests.helpers import speech_clip
 from toolchain.export.ckernel import numpy_ref
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT
 from toolchain.models.seanet import load_seanet
-from toolchain.train import qat
+from toolchain.export.quant import qat
 
 
 @pytest.fixture

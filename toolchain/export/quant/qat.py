@@ -43,16 +43,20 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import platform
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import flatbuffers
 import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
+from ai_edge_litert import schema_py_generated as schema
 from torch import Tensor, nn
 
+from toolchain.export.ckernel import TARGETS
 from toolchain.export.ckernel import numpy_ref as ref
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, tensor_details
 from toolchain.models.streaming import (CausalConv1d, CausalConvTranspose1d, StepInterpreter, StreamingGraph,
@@ -378,8 +382,6 @@ def _qparams(details: dict[int, dict], index: int, what: str) -> QParams:
 
 def host_target() -> str:
     """The LiteRT build this machine runs (its CONV_2D rounding differs between x86 and ARM)."""
-    import platform
-
     return "litert-arm" if platform.machine().lower() in ("aarch64", "arm64") else "litert-x86"
 
 
@@ -392,8 +394,6 @@ def build_fake_quant(graph: StreamingGraph, int8_tflite: bytes, *, target: str |
     int8, or a weight or alpha scale in the .tflite is not the one the scheme in the module
     docstring computes from the same float weights.
     """
-    from toolchain.export.ckernel import TARGETS
-
     target = host_target() if target is None else target
     if target not in TARGETS:
         raise QATError(f"target {target!r}; expected one of {sorted(TARGETS)}")
@@ -460,9 +460,6 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
     ones the twin was trained with (a re-calibration would move them). A constant whose buffer the
     converter had shared with another gets a buffer of its own, so the two never change together.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
     it = builtin_interpreter(int8_tflite)
     details = tensor_details(it)
     m = schema.ModelT.InitFromPackedBuf(bytes(int8_tflite), 0)
