@@ -99,7 +99,7 @@ def int16x8_model(block: int, cache: Path) -> bytes:
 
     h = hashlib.sha256()
     for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py",
-                "toolchain/export/int16_graph.py"):
+                "toolchain/export/quant/int16_graph.py"):
         h.update((REPO / rel).read_bytes())
     for fn in (_graph16, _corpus):
         h.update(inspect.getsource(fn).encode())
@@ -109,7 +109,7 @@ def int16x8_model(block: int, cache: Path) -> bytes:
         return path.read_bytes()
     import torch
 
-    from toolchain.export.int16_graph import finalize_16x8
+    from toolchain.export.quant.int16_graph import finalize_16x8
     from toolchain.export.tflite import build_keras_step, convert
 
     g = _graph16()

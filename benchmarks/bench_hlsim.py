@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
+    from toolchain.audio.audiogram import Audiogram
     from toolchain.audio.data import CorpusConfig, SyntheticCorpus
     from toolchain.audio.io import resample
     from toolchain.audio.levels import DEFAULT_CALIBRATION, set_level

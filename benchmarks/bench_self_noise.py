@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from runtime.atomic import atomic_write  # noqa: E402
 from runtime.backends.litert import LiteRTBackend  # noqa: E402
 from runtime.bundle import load_bundle  # noqa: E402
-from toolchain.export.pipeline import ExportOptions, measure_self_noise  # noqa: E402
+from toolchain.export.pipeline import measure_self_noise  # noqa: E402
 
 TARGETS = {"snr_db_45": 35.0, "snr_db_55_85": 45.0, "ein_db_spl": 20.0, "silence_db_spl": 25.0}
 
@@ -42,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     b = load_bundle(ensure_bundle(args.bundle, "self-noise"))
     m = b.manifest
-    opts = replace(ExportOptions(board=None, audiogram=None, out_dir=Path("unused")), noise_clips=args.clips)  # type: ignore[arg-type]
     fp32 = LiteRTBackend(b.graph_file("fp32"))
     results = {}
     t0 = time.perf_counter()
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         if flavour not in m.graphs:
             continue
         dev = LiteRTBackend(b.graph_file(flavour))
-        results[flavour] = measure_self_noise(dev, fp32, opts, m.sample_rate, m.block, m.output_limit)
+        results[flavour] = measure_self_noise(dev, fp32, m.sample_rate, m.block, m.output_limit, clips=args.clips)
     seconds = time.perf_counter() - t0
     d16 = results.get("int16x8", {})
     levels = sorted(float(k.split("_at_")[1].removesuffix("db_spl")) for k in d16 if k.startswith("device_vs_fp32_snr_db_at_"))

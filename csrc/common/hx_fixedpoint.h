@@ -2,7 +2,7 @@
  * hx_fixedpoint.h - fixed-point requantisation shared by the ref and opt kernels (internal).
  *
  * Bit-exact scalar forms of the three rounding schemes of hx_rounding (hx_types.h). The numpy
- * twins are in toolchain/export/numpy_ref.py (requantize). Assumes two's complement integers and
+ * twins are in toolchain/export/ckernel/numpy_ref.py (requantize). Assumes two's complement integers and
  * arithmetic right shifts of negative values (checked at compile time below), as every
  * compiler this project targets provides.
  */

@@ -1,6 +1,6 @@
 /*
  * hx_opcheck - run single kernels on cases read from a file (op-by-op tests of a kernel set, e.g.
- * the NEON one under qemu-aarch64, against toolchain/export/numpy_ref.py).
+ * the NEON one under qemu-aarch64, against toolchain/export/ckernel/numpy_ref.py).
  *
  *   hx_opcheck CASES.bin OUT.bin
  *

@@ -163,7 +163,7 @@ def build_test_tflite16() -> bytes:
     import torch
 
     from tests.helpers import randomised_seanet
-    from toolchain.export.int16_graph import finalize_16x8
+    from toolchain.export.quant.int16_graph import finalize_16x8
     from toolchain.export.tflite import build_keras_step, convert
 
     g = randomised_seanet(SEED, _seanet16_config()).fit(AUDIOGRAM).streaming()
@@ -191,7 +191,7 @@ def load_test_model16() -> SeanetCase:
 
     root = cache_dir("test-models")
     h = hashlib.sha256(_sources_digest().encode())
-    for rel in ("toolchain/export/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
+    for rel in ("toolchain/export/quant/int16_graph.py", "tests/helpers.py", "toolchain/fitting/prescription.py"):
         if (REPO / rel).is_file():
             h.update((REPO / rel).read_bytes())
     for fn in (_seanet16_config, build_test_tflite16):
@@ -294,7 +294,7 @@ def recrc(blob: bytes | bytearray) -> bytes:
 # ------------------------------------------------------------------------ random op cases
 def _mult_shift(rng: np.random.Generator, lo: float, hi: float) -> tuple[int, int]:
     """A multiplier for a real drawn log-uniformly in [lo, hi]; sometimes exactly 1/2^k (rounding ties)."""
-    from toolchain.export.numpy_ref import quantize_multiplier
+    from toolchain.export.ckernel.numpy_ref import quantize_multiplier
 
     if rng.random() < 0.25:
         return 1 << 30, -int(rng.integers(0, 12))
@@ -339,7 +339,7 @@ def random_prelu_case(rng: np.random.Generator, *, frames: int | None = None, ch
 
 
 def random_add_case(rng: np.random.Generator, *, count: int | None = None, mode: int | None = None) -> dict:
-    from toolchain.export.numpy_ref import add_multipliers
+    from toolchain.export.ckernel.numpy_ref import add_multipliers
 
     n = count or int(rng.integers(1, 200))
     if rng.random() < 0.3:  # "round" decimal scales: exact rounding ties are frequent
@@ -390,7 +390,7 @@ def random_leaky16_case(rng: np.random.Generator, *, count: int | None = None) -
 
 
 def random_add16_case(rng: np.random.Generator, *, count: int | None = None, mode: int | None = None) -> dict:
-    from toolchain.export.numpy_ref import add_multipliers
+    from toolchain.export.ckernel.numpy_ref import add_multipliers
 
     n = count or int(rng.integers(1, 200))
     if rng.random() < 0.3:  # power-of-two ratios: exact rounding ties are frequent
@@ -417,7 +417,7 @@ _ADD16_KEYS = ("left_shift", "multiplier1", "shift1", "multiplier2", "shift2", "
 
 def numpy_case(case: dict) -> list[np.ndarray]:
     """What each case must produce (flattened int8 arrays, in hx_opcheck's output order)."""
-    from toolchain.export import numpy_ref as R
+    from toolchain.export.ckernel import numpy_ref as R
 
     if case["kind"] == "conv16":
         y = R.conv_s16(case["x"], case["w"], case["bias"], case["mult"], case["shift"], stride=case["stride"],

@@ -9,10 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
-from csrc_helpers import BLOCK, CSRC, HOST_CC, kernel_sources, litert_stream, strict_flags
+from csrc_helpers import BLOCK, HOST_CC, kernel_sources, litert_stream, strict_flags
 from runtime.backends.ckernel import CKernelBackend
 from toolchain.export import ckernel as ck
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
+from toolchain.export.ckernel.format import HEADER_BYTES
 
 
 def _edit_tflite(tflite: bytes, edit) -> bytes:
@@ -37,7 +38,7 @@ def test_header_and_checksum(seanet):
     blob = seanet.blob
     assert blob[:4] == ck.MAGIC
     version, header, total = struct.unpack_from("<3I", blob, 4)
-    assert (version, header, total) == (ck.FORMAT_VERSION, ck.HEADER_BYTES, len(blob))
+    assert (version, header, total) == (ck.FORMAT_VERSION, HEADER_BYTES, len(blob))
     assert struct.unpack_from("<I", blob, len(blob) - 4)[0] == zlib.crc32(blob[:-4])
     m = ck.parse_blob(blob)
     assert m.block == BLOCK and len(m.state_tensors()) == 15

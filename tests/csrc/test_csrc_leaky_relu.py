@@ -11,7 +11,7 @@ from runtime.backends.base import quantize
 from runtime.backends.ckernel import CKernelBackend
 from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
 from toolchain.export.ckernel import BlobError, describe_blob, tflite_to_blob
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from csrc_helpers import BLOCK, host_archs, litert_stream
 from runtime.backends.ckernel import CKernelBackend
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
 from toolchain.export.ckernel import describe_blob, tflite_to_blob
 
 # Max fraction of output samples on which XNNPACK may differ (by one LSB) from the exact kernels: it

@@ -2,7 +2,7 @@
 
 The test model is the prescription recipe's architecture (leaky ReLU, 48-tap convs, the NAL-R skip)
 with random weights, converted by LiteRT's 16x8 quantiser and finalized as the device runs it
-(toolchain/export/int16_graph.finalize_16x8). The C kernel streams ≥ 10 s of speech in noise (plus 2 s
+(toolchain/export/quant/int16_graph.finalize_16x8). The C kernel streams ≥ 10 s of speech in noise (plus 2 s
 driven into saturation) block by block, carrying its state, and must equal
 Interpreter(experimental_op_resolver_type=BUILTIN_WITHOUT_DEFAULT_DELEGATES) bit for bit.
 """
@@ -14,7 +14,7 @@ import pytest
 
 from csrc_helpers import BLOCK, host_archs, litert_stream
 from runtime.backends.ckernel import CKernelBackend
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
 from toolchain.export.ckernel import describe_blob, parse_blob, tflite_to_blob
 
 

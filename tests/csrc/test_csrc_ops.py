@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csrc_helpers import numpy_case, random_add_case, random_conv_case, random_prelu_case
-from toolchain.export import numpy_ref as R
+from toolchain.export.ckernel import numpy_ref as R
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -247,7 +247,7 @@ def test_quantize_multiplier_edges():
 def test_add_modes_differ_only_in_rounding():
     """vector16 rounds each operand once, reference twice: with "round" decimal scales (frequent exact
     ties) the outputs differ by one LSB now and then, never more."""
-    from toolchain.export.numpy_ref import add_multipliers
+    from toolchain.export.ckernel.numpy_ref import add_multipliers
 
     rng = np.random.default_rng(1)
     m1, e1, m2, e2, mo, eo = add_multipliers(0.012, 0.01, 0.02)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from csrc_helpers import BLOCK, recrc
 from toolchain.export import ckernel as ck
+from toolchain.export.ckernel.format import OP_BYTES, TENSOR_BYTES
 
 HEADER = {name: 4 * i for i, name in enumerate(
     ("magic", "version", "header_bytes", "blob_bytes", "n_tensors", "n_ops", "tensor_table", "op_table",
@@ -30,12 +31,12 @@ def header_field(blob: bytes, name: str, value: int) -> bytes:
 
 def tensor_field(blob: bytes, index: int, field: int, value: int) -> bytes:
     table = struct.unpack_from("<I", blob, HEADER["tensor_table"])[0]
-    return put_u32(blob, table + index * ck.TENSOR_BYTES + 4 * field, value)
+    return put_u32(blob, table + index * TENSOR_BYTES + 4 * field, value)
 
 
 def op_word(blob: bytes, index: int, word: int, value: int) -> bytes:
     table = struct.unpack_from("<I", blob, HEADER["op_table"])[0]
-    return put_u32(blob, table + index * ck.OP_BYTES + 4 * word, value)
+    return put_u32(blob, table + index * OP_BYTES + 4 * word, value)
 
 
 def first_op(blob: bytes, kind: str) -> int:
@@ -97,7 +98,7 @@ def bad_blobs(blob: bytes) -> dict[str, tuple[bytes, str]]:
         "add_multiplier_negative": (op_word(blob, add, 13, 0x80000000), "HX_E_UNSUPPORTED"),
         "copy_range": (op_word(blob, copy, 9, 0xFFFFFFF0), "HX_E_MALFORMED"),
         "concat_into_input": (op_word(blob, concat, 6, struct.unpack_from("<I", blob[
-            struct.unpack_from("<I", blob, HEADER["op_table"])[0] + concat * ck.OP_BYTES + 8:], 0)[0]),
+            struct.unpack_from("<I", blob, HEADER["op_table"])[0] + concat * OP_BYTES + 8:], 0)[0]),
             "HX_E_MALFORMED"),
     }
     return cases
@@ -265,7 +266,7 @@ def bad_blobs16(blob: bytes) -> dict[str, tuple[bytes, str]]:
     m = ck.parse_blob(blob)
     conv, leaky, add, copy = (first_op(blob, k) for k in ("CONV", "LEAKY_RELU", "ADD", "COPY"))
     c_out = m.tensors[m.ops[conv].output].channels
-    data = struct.unpack_from("<I", blob, struct.unpack_from("<I", blob, HEADER["op_table"])[0] + conv * ck.OP_BYTES + 28)[0]
+    data = struct.unpack_from("<I", blob, struct.unpack_from("<I", blob, HEADER["op_table"])[0] + conv * OP_BYTES + 28)[0]
     arr = data + -(-m.ops[conv].weights.size // 4) * 4     # bias[C_out] int64, multiplier, shift int32
     big = bytearray(blob)
     struct.pack_into("<q", big, arr, (1 << 46) + 1)

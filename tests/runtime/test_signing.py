@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, BundleError, load_bundle, manifest_digest
+from runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, BundleError, load_bundle
 from runtime.signing import (SIGNATURE_NAME, SignatureError, TrustPolicy, key_id, load_public_key,
                              load_trusted_keys, signature_file_bytes)
 from tests.conftest import REPO

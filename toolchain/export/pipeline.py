@@ -8,28 +8,39 @@ deployed int8 graph (it must equal the model's analytic figure, or the export fa
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import onnx
 import torch
+from ai_edge_litert.interpreter import Interpreter
 
-from runtime.harness.measure import LatencyProbeError, impulse_latency, stream
+from runtime.backends.base import dequantize, quantize
+from runtime.backends.litert import LiteRTBackend
+from runtime.backends.onnx import OnnxBackend
 from runtime.boards import Board
 from runtime.bundle import Bundle, load_bundle
+from runtime.harness.measure import LatencyProbeError, impulse_latency, stream
 from runtime.native_log import native_chatter
+from runtime.signing import TrustPolicy
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, Audiogram
-from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
-from toolchain.export import process_cache
+from toolchain.audio.levels import DEFAULT_CALIBRATION
+from toolchain.export import ckernel, process_cache, self_noise
+from toolchain.export.bundle import write_bundle
 from toolchain.export.device_memory import DeviceMemoryError, device_memory
+from toolchain.export.onnx import export_onnx
+from toolchain.export.quant.calibration import calibration_reps, with_headroom
+from toolchain.export.quant.drift import layer_drift
+from toolchain.export.quant.int16_graph import Int16GraphError, finalize_16x8
+from toolchain.export.quant.qat import qat_finetune, quantize_into
+from toolchain.export.self_noise import SNR_LEVELS_DB_SPL, snr_db
 from toolchain.models.seanet import SEANet, load_seanet
 from toolchain.models.streaming import StreamingGraph
-from toolchain.export import self_noise
-from toolchain.export.int16_graph import Int16GraphError, finalize_16x8
-from toolchain.export.self_noise import SNR_LEVELS_DB_SPL, snr_db
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 
@@ -108,11 +119,6 @@ def _noop(stage: str, frac: float) -> None:
     pass
 
 
-def _nhwc(t: torch.Tensor) -> np.ndarray:
-    """Torch NCW ``(K, C, F)`` → TFLite NHWC ``(K, 1, F, C)``."""
-    return t.permute(0, 2, 1).unsqueeze(1).numpy().astype(np.float32)
-
-
 def _corpus(split: str, n: int, opts: ExportOptions, sample_rate: int) -> np.ndarray:
     cfg = CorpusConfig(sample_rate=sample_rate, seconds=opts.clip_seconds,
                        speech_level_db_spl=opts.speech_level_db_spl, snr_db=opts.snr_db)
@@ -138,8 +144,6 @@ def _tensor_specs(details: dict[str, dict], names: list[str]) -> list[dict[str, 
 
 
 def _tflite_graph_spec(model: bytes, file: str) -> dict[str, Any]:
-    from ai_edge_litert.interpreter import Interpreter
-
     with native_chatter("litert"):  # its XNNPACK INFO line, shown with --verbose
         run = Interpreter(model_content=model).get_signature_runner()
     ins, outs = run.get_input_details(), run.get_output_details()
@@ -153,8 +157,6 @@ def _tflite_graph_spec(model: bytes, file: str) -> dict[str, Any]:
 
 
 def _onnx_graph_spec(model: bytes, file: str) -> dict[str, Any]:
-    import onnx
-
     g = onnx.load_from_string(model).graph
 
     def spec(v: Any) -> dict[str, Any]:
@@ -168,8 +170,6 @@ def _onnx_graph_spec(model: bytes, file: str) -> dict[str, Any]:
 
 def _count_int8_ops(model: bytes, integer: tuple[str, ...] = ("int8", "int32")) -> dict[str, Any]:
     """Op histogram and the ops that compute on anything but the ``integer`` tensor types."""
-    from ai_edge_litert.interpreter import Interpreter
-
     it = Interpreter(model_content=model)
     dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in it.get_tensor_details()}
     ops: dict[str, int] = {}
@@ -184,22 +184,6 @@ def _count_int8_ops(model: bytes, integer: tuple[str, ...] = ("int8", "int32")) 
 
 # 16x8: int16 activations, int8 weights, int32 or int64 bias (CONV_2D), int32 shape operands
 _INT16X8_TYPES = ("int16", "int8", "int32", "int64")
-
-
-def _calibration_reps(graph: StreamingGraph, calib: np.ndarray, block: int, opts: ExportOptions) -> list[list[np.ndarray]]:
-    """Representative ``[x, state_0, ...]`` NHWC samples: random blocks of the calibration clips
-    with the streaming state the model holds there (seeded, so a re-export picks the same blocks)."""
-    reps: list[list[np.ndarray]] = []
-    per_clip = max(1, opts.calib_blocks // len(calib))
-    rng = np.random.default_rng(opts.corpus_seed)
-    for clip in calib:
-        n = len(clip) // block * block
-        starts = sorted(rng.choice(n // block, size=min(per_clip, n // block), replace=False).tolist())
-        xb, states = graph.states_at(torch.from_numpy(clip[:n]).reshape(1, 1, n), block, starts)
-        xs = _nhwc(xb)
-        st = [_nhwc(s) for s in states]
-        reps.extend([[xs[k:k + 1]] + [s[k:k + 1] for s in st] for k in range(len(starts))])
-    return reps
 
 
 def _check_quant_mode(model: SEANet, quant: str) -> None:
@@ -232,11 +216,8 @@ def export_bundle(opts: ExportOptions, progress: Progress = _noop) -> ExportRepo
 
 
 def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
-    from runtime.backends.litert import LiteRTBackend
-    from runtime.backends.onnx import OnnxBackend
+    # Lazy: TensorFlow (imported by tflite.py) costs seconds, and only an export needs it.
     from toolchain.export import tflite
-    from toolchain.export.bundle import write_bundle
-    from toolchain.export.onnx import export_onnx
 
     t0 = time.perf_counter()
     board = opts.board
@@ -260,7 +241,7 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     test = _corpus("test", opts.test_clips, opts, sr)
 
     progress("collecting calibration states", 0.15)
-    reps = _calibration_reps(graph, calib, block, opts)
+    reps = calibration_reps(graph, calib, block, opts.calib_blocks, opts.corpus_seed)
 
     progress("building the Keras step graph", 0.25)
     keras_model, keras_step = process_cache.keras_step(graph, block)
@@ -301,8 +282,6 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     onnx_backend = OnnxBackend(onnx_bytes)
     # Where the int8 error comes from: the int8 input alone (the ADC-like resolution of the
     # I/O format) versus the graph's internal quantisation (fp32 fed the same int8 samples).
-    from runtime.backends.base import dequantize, quantize
-
     sx, zx = int8_backend.input_quant
     xq = [dequantize(quantize(c[: len(c) // block * block], sx, zx), sx, zx) for c in test]
     with torch.no_grad():
@@ -320,8 +299,6 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     latency = fitted.algorithmic_latency_samples(block)
 
     progress("per-layer drift of the int8 graph", 0.8)
-    from toolchain.export.drift import layer_drift
-
     drift_clips = list(test[: opts.drift_clips])
     drift = layer_drift(graph, art.fp32, int8, drift_clips, block)
     extra_sections: dict[str, Any] = {"drift": drift.to_dict()}
@@ -334,8 +311,7 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     device, default_graph = int8, "int8"
     if quant == "16x8":
         progress("converting to 16x8 TFLite (int16 audio and activations, int8 weights)", 0.85)
-        g = 10.0 ** (opts.int16_headroom_db / 20.0)
-        reps16 = reps + [[a * g for a in r] for r in reps]
+        reps16 = with_headroom(reps, opts.int16_headroom_db)
         art16 = tflite.convert(keras_model, len(graph.slots), lambda: iter(reps16), int16x8=True, fp32=False)
         try:
             model16 = finalize_16x8(art16.int8, min_output_reach=board.audio.output_limit)
@@ -363,7 +339,10 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
         raise ExportError(str(e)) from None
     if measured != latency:
         raise ExportError(f"impulse latency {measured} samples differs from the model's {latency}: the graph is not causal as built")
-    noise_metrics = measure_self_noise(device_backend, fp32_backend, opts, sr, block, board.audio.output_limit)
+    noise_metrics = measure_self_noise(device_backend, fp32_backend, sr, block, board.audio.output_limit,
+                                       levels_db_spl=opts.noise_levels_db_spl, clips=opts.noise_clips,
+                                       clip_seconds=opts.clip_seconds, noise_snr_db=opts.snr_db,
+                                       corpus_seed=opts.corpus_seed, silence_seconds=opts.silence_seconds)
     kernel_info = _kernel_files(device, files)
     kernel_info.update(_device_memory(board, kernel_info))
     metrics: dict[str, Any] = {
@@ -414,25 +393,29 @@ def _export_bundle(opts: ExportOptions, progress: Progress) -> ExportReport:
     }
     out = write_bundle(opts.out_dir, fields, files, overwrite=opts.overwrite, signing_key=opts.signing_key)
     progress("done", 1.0)
-    from runtime.signing import TrustPolicy
-
     trust = TrustPolicy(keys=(opts.signing_key.public,)) if opts.signing_key is not None else TrustPolicy()
     return ExportReport(bundle=load_bundle(out, trust=trust), metrics=metrics)
 
 
-def measure_self_noise(device: Any, fp32: Any, opts: ExportOptions, sample_rate: int, block: int,
-                       output_limit: float | None = None) -> dict[str, Any]:
+def measure_self_noise(device: Any, fp32: Any, sample_rate: int, block: int, output_limit: float | None = None, *,
+                       levels_db_spl: tuple[float, ...] = SNR_LEVELS_DB_SPL, clips: int = 2, clip_seconds: float = 2.0,
+                       noise_snr_db: tuple[float, float] = (10.0, 30.0), corpus_seed: int = 0,
+                       silence_seconds: float = 3.0) -> dict[str, Any]:
     """Per-level device-vs-fp32 SNR, silence output, equivalent input noise and clip level of the
-    device graph (flat manifest metrics prefixed ``device_``)."""
+    device graph (flat manifest metrics prefixed ``device_``).
+
+    ``clips`` held-out clean speech clips of ``clip_seconds`` (corpus seed ``corpus_seed + 1``) at each of
+    ``levels_db_spl``, and ``silence_seconds`` of digital silence. The defaults are ExportOptions' (the
+    noise_* fields, clip_seconds, snr_db, corpus_seed), so a re-measurement of a default export needs none.
+    """
     cal = DEFAULT_CALIBRATION
-    cfg = CorpusConfig(sample_rate=sample_rate, seconds=opts.clip_seconds, speech_level_db_spl=(65.0, 65.0),
-                       snr_db=opts.snr_db, noise_probability=0.0)
-    _, clean = SyntheticCorpus("test", cfg, seed=opts.corpus_seed + 1, size=opts.noise_clips, workers=2).batch(
-        list(range(opts.noise_clips)))
+    cfg = CorpusConfig(sample_rate=sample_rate, seconds=clip_seconds, speech_level_db_spl=(65.0, 65.0),
+                       snr_db=noise_snr_db, noise_probability=0.0)
+    _, clean = SyntheticCorpus("test", cfg, seed=corpus_seed + 1, size=clips, workers=2).batch(list(range(clips)))
     n = clean.shape[1] // block * block
-    by_level = {lv: [cal.set_level(c[:n], lv).astype(np.float32) for c in clean] for lv in opts.noise_levels_db_spl}
+    by_level = {lv: [cal.set_level(c[:n], lv).astype(np.float32) for c in clean] for lv in levels_db_spl}
     per_level = self_noise.per_level_snr(device, fp32, by_level, output_limit)
-    silence = self_noise.silence_figures(device, fp32, sample_rate, block, seconds=opts.silence_seconds)
+    silence = self_noise.silence_figures(device, fp32, sample_rate, block, seconds=silence_seconds)
     clip_db = self_noise.clip_level_db_spl(device)
     return self_noise.metrics(per_level, silence, clip_db, "device")
 
@@ -443,7 +426,7 @@ def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarr
     and ship whichever int8 graph is closest to the fp32 model on the held-out speech:
 
     ``qat``             the fine-tuned weights quantised into the PTQ graph, its activation scales kept:
-                        exactly what the twin was trained as (:func:`toolchain.train.qat.quantize_into`);
+                        exactly what the twin was trained as (:func:`toolchain.export.quant.qat.quantize_into`);
     ``qat-recalibrated`` a fresh PTQ conversion of the fine-tuned weights with the same calibration audio;
     ``ptq``             the plain post-training graph, when fine-tuning did not help.
 
@@ -451,11 +434,8 @@ def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarr
     backend): QAT changes how the model is quantised, not what it is meant to compute.
     Returns ``(int8 graph to ship, its int8-vs-fp32 SNR, metrics)``.
     """
-    import copy
-
-    from runtime.backends.litert import LiteRTBackend
+    # Lazy: TensorFlow (imported by tflite.py), as in _export_bundle.
     from toolchain.export import tflite
-    from toolchain.train.qat import qat_finetune, quantize_into
 
     progress(f"quantisation-aware fine-tuning ({opts.qat_steps} steps)", 0.4)
     tuned = copy.deepcopy(fitted)
@@ -465,7 +445,7 @@ def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarr
                                                           f"fake-quant SNR {db:.1f} dB)", 0.4 + 0.15 * k / opts.qat_steps))
     progress("re-quantising the fine-tuned weights", 0.55)
     tuned_graph = tuned.eval().streaming()
-    reps = _calibration_reps(tuned_graph, calib, block, opts)
+    reps = calibration_reps(tuned_graph, calib, block, opts.calib_blocks, opts.corpus_seed)
     recal = tflite.convert(tflite.build_keras_step(tuned_graph, block), len(tuned_graph.slots), lambda: iter(reps),
                            fp32=False).int8
     candidates = {"qat": quantize_into(ptq_int8, tuned_graph), "qat-recalibrated": recal}
@@ -486,8 +466,6 @@ def _qat_export(fitted: SEANet, ptq_int8: bytes, ptq_snr: float, calib: np.ndarr
 
 def _kernel_files(device: bytes, files: dict[str, bytes]) -> dict[str, Any]:
     """Add the C kernel blob of the device graph (kernel/model.hxb) and its firmware header form."""
-    from toolchain.export import ckernel
-
     blob = ckernel.tflite_to_blob(device)
     files["kernel/model.hxb"] = blob
     files["kernel/model_blob.h"] = ckernel.blob_to_c_header(blob, "hx_model_blob").encode()

@@ -1,7 +1,7 @@
 /*
  * hx.h - the public API of the hx streaming kernel (C99), int8 and 16x8 models.
  *
- * A model is a blob written by toolchain/export/ckernel.py (tflite_to_blob): the op schedule,
+ * A model is a blob written by toolchain/export/ckernel/ (tflite_to_blob): the op schedule,
  * tensor placement and weights of an int8 or 16x8 (int16 activations, int8 weights) TFLite step
  * graph y, state' = f(x, state). The kernel computes exactly what the LiteRT interpreter's built-in
  * kernels compute for that graph (see hx_rounding). int8 models stream with hx_model_process,

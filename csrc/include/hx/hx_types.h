@@ -24,7 +24,7 @@ extern "C" {
 
 /* HX_CDEF_BEGIN */
 
-/* Blob format version this library reads (toolchain/export/ckernel.py FORMAT_VERSION). */
+/* Blob format version this library reads (toolchain/export/ckernel/format.py FORMAT_VERSION). */
 #define HX_BLOB_FORMAT_VERSION 2
 /* Bytes of the fixed blob header. */
 #define HX_BLOB_HEADER_BYTES 64

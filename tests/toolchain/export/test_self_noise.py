@@ -3,6 +3,8 @@ re-measured here, silence gives silence on every backend, and full-scale input p
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 
 import numpy as np
@@ -39,8 +41,7 @@ def test_manifest_self_noise_is_remeasured_and_meets_the_targets(default_bundle)
     mt = b.manifest.metrics
     dev = LiteRTBackend(b.graph_file(b.manifest.default_graph))
     fp32 = LiteRTBackend(b.graph_file("fp32"))
-    again = measure_self_noise(dev, fp32, ExportOptions(board=None, audiogram=None, out_dir="unused"),  # type: ignore[arg-type]
-                               b.manifest.sample_rate, b.manifest.block, b.manifest.output_limit)
+    again = measure_self_noise(dev, fp32, b.manifest.sample_rate, b.manifest.block, b.manifest.output_limit)
     for key, value in again.items():
         assert key in mt, key
         if isinstance(value, float):
@@ -54,6 +55,16 @@ def test_manifest_self_noise_is_remeasured_and_meets_the_targets(default_bundle)
     assert mt["device_equivalent_input_noise_db_spl"] <= EIN_TARGET_DB_SPL
     assert mt["device_silence_block_tone_excess_db"] <= 6.0
     assert mt["device_input_clip_level_db_spl"] >= DEFAULT_CALIBRATION.rms_to_db_spl(1.0 / math.sqrt(2)) - 0.01
+
+
+def test_self_noise_defaults_are_the_export_defaults():
+    """The re-measurement above relies on measure_self_noise's defaults being what export_bundle passes."""
+    opts = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
+    params = inspect.signature(measure_self_noise).parameters
+    passed = {"levels_db_spl": "noise_levels_db_spl", "clips": "noise_clips", "clip_seconds": "clip_seconds",
+              "noise_snr_db": "snr_db", "corpus_seed": "corpus_seed", "silence_seconds": "silence_seconds"}
+    assert {p.name for p in params.values() if p.kind is p.KEYWORD_ONLY} == set(passed)
+    assert {k: params[k].default for k in passed} == {k: opts[v] for k, v in passed.items()}
 
 
 @pytest.mark.parametrize("backend", ["litert", "ckernel", "litert-fp32", "onnx"])

@@ -1,6 +1,5 @@
 """The SEANet compensator: budgets, fitting, streaming == offline, causality, latency."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import run_toolchain
 from toolchain.models.hlsim import HLSim, HLSimConfig, save_hlsim
-from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet
+from toolchain.models.seanet import SEANetConfig, load_seanet
 from toolchain.train.distil import CompensationObjective, CompLoss, load_distil_recipe, train_distilled
 from toolchain.train.recipe import RecipeError, TrainConfig
 

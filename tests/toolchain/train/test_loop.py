@@ -3,7 +3,6 @@ resumable checkpoints continue the same run, a short run lowers the loss."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 from pathlib import Path

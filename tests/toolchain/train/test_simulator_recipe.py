@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
 from toolchain.train.recipe import RECIPES_DIR, RecipeError

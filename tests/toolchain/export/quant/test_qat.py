@@ -8,10 +8,10 @@ from runtime.backends.base import quantize
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
-from toolchain.export import numpy_ref
+from toolchain.export.ckernel import numpy_ref
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT
 from toolchain.models.seanet import load_seanet
-from toolchain.train import qat
+from toolchain.export.quant import qat
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ The last point matters. TFLite requantises an int32 accumulator with a 31-bit mu
 each operand at 2^-20 before summing. A float ``round(acc · s_in·s_w / s_out)`` differs from that
 by one LSB on a few percent of the outputs of every layer, and 55 layers compound it to ±10 LSB
 at the output. So each op's *forward value* here is the integer result, computed with the
-kernels' own arithmetic (:mod:`toolchain.export.numpy_ref`, the C kernel's ground truth, ported
+kernels' own arithmetic (:mod:`toolchain.export.ckernel.numpy_ref`, the C kernel's ground truth, ported
 to torch int64) on integer codes recovered from the dequantised activations, while its
 *gradient* is the float fake-quant's (straight-through estimator, clipped outside the
 representable range): ``y = y_float + (y_int - y_float).detach()``. In float64 the codes and
@@ -43,17 +43,21 @@ from __future__ import annotations
 import copy
 import math
 import operator
+import platform
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import flatbuffers
 import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
+from ai_edge_litert import schema_py_generated as schema
 from torch import Tensor, nn
 
-from toolchain.export import numpy_ref as ref
+from toolchain.export.ckernel import TARGETS
+from toolchain.export.ckernel import numpy_ref as ref
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, tensor_details
 from toolchain.models.streaming import (CausalConv1d, CausalConvTranspose1d, StepInterpreter, StreamingGraph,
                                         StreamingLeaf)
@@ -179,7 +183,7 @@ def _rdbpot(x: Tensor, e: Tensor) -> Tensor:
 
 
 def requantize(x: Tensor, multiplier: Tensor, shift: Tensor, mode: str) -> Tensor:
-    """:func:`toolchain.export.numpy_ref.requantize` on torch int64 tensors (broadcasting)."""
+    """:func:`toolchain.export.ckernel.numpy_ref.requantize` on torch int64 tensors (broadcasting)."""
     x, m, s = torch.broadcast_tensors(x, multiplier, shift)
     left, right = torch.clamp(s, min=0), torch.clamp(-s, min=0)
     xs = _wrap32(torch.bitwise_left_shift(x, left))
@@ -200,9 +204,9 @@ def _shift_signed(x: Tensor, n: int) -> Tensor:
 
 def _add_int(a: Tensor, b: Tensor, qa: QParams, qb: QParams, qo: QParams, mode: str,
              mults: tuple[int, int, int, int, int, int]) -> Tensor:
-    """TFLite int8 ADD (:func:`toolchain.export.numpy_ref.add_s8`) on ``(B, C, L)`` codes.
+    """TFLite int8 ADD (:func:`toolchain.export.ckernel.numpy_ref.add_s8`) on ``(B, C, L)`` codes.
 
-    ``mults`` is :func:`toolchain.export.numpy_ref.add_multipliers` of the three scales.
+    ``mults`` is :func:`toolchain.export.ckernel.numpy_ref.add_multipliers` of the three scales.
     ``"vector16"`` handles each sample's NWC-flattened elements in chunks of 16 with one
     rounding per operand; elements past the last whole chunk take the reference path.
     """
@@ -378,8 +382,6 @@ def _qparams(details: dict[int, dict], index: int, what: str) -> QParams:
 
 def host_target() -> str:
     """The LiteRT build this machine runs (its CONV_2D rounding differs between x86 and ARM)."""
-    import platform
-
     return "litert-arm" if platform.machine().lower() in ("aarch64", "arm64") else "litert-x86"
 
 
@@ -392,8 +394,6 @@ def build_fake_quant(graph: StreamingGraph, int8_tflite: bytes, *, target: str |
     int8, or a weight or alpha scale in the .tflite is not the one the scheme in the module
     docstring computes from the same float weights.
     """
-    from toolchain.export.ckernel import TARGETS
-
     target = host_target() if target is None else target
     if target not in TARGETS:
         raise QATError(f"target {target!r}; expected one of {sorted(TARGETS)}")
@@ -460,9 +460,6 @@ def quantize_into(int8_tflite: bytes, graph: StreamingGraph) -> bytes:
     ones the twin was trained with (a re-calibration would move them). A constant whose buffer the
     converter had shared with another gets a buffer of its own, so the two never change together.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
     it = builtin_interpreter(int8_tflite)
     details = tensor_details(it)
     m = schema.ModelT.InitFromPackedBuf(bytes(int8_tflite), 0)

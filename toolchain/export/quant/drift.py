@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from runtime.backends.base import quantize
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, signature_tensors, tensor_details
 from toolchain.models.streaming import StreamingGraph
 
@@ -108,8 +109,6 @@ class _Stepper:
             self.it.set_tensor(si, np.full(d["shape"], self.qparams(si)[1] if self.integer else 0, dtype=d["dtype"]))
 
     def step(self, x: np.ndarray) -> None:
-        from runtime.backends.base import quantize
-
         d = self.details[self.x]
         xv = quantize(x, *self.qparams(self.x), self.dtype) if self.integer else x.astype(np.float32)
         self.it.set_tensor(self.x, xv.reshape(d["shape"]))

@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import flatbuffers
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
 
 #: The device input scale: one int16 code per 16-bit PCM code (full scale ±1.0 → ±32768).
 PCM16_SCALE = 1.0 / 32768.0
@@ -39,14 +41,7 @@ class Int16GraphError(ValueError):
     """The 16x8 graph has a shape this pass cannot make requantise-free; one-line message."""
 
 
-def _schema() -> Any:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
 def _op_names(m: Any) -> list[str]:
-    schema = _schema()
     names = {v: k for k, v in schema.BuiltinOperator.__dict__.items() if not k.startswith("_")}
     out = []
     for op in m.subgraphs[0].operators:
@@ -74,9 +69,6 @@ def finalize_16x8(tflite16: bytes, input_scale: float = PCM16_SCALE, min_output_
     reaches at least this magnitude (the board's output limit): the limiter, not the graph's
     output grid, decides where a loud sound stops.
     """
-    import flatbuffers
-
-    schema = _schema()
     m = schema.ModelT.InitFromPackedBuf(bytes(tflite16), 0)
     g = m.subgraphs[0]
     tensors = g.tensors

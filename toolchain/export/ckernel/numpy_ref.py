@@ -14,11 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
+from toolchain.export.ckernel.format import ADD_MODES, ROUNDING_MODES, parse_blob
+
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
-#: Requantisation rounding schemes, by blob code (see :func:`requantize`).
-ROUNDING_MODES: dict[str, int] = {"double_away": 0, "double_up": 1, "single_up": 2}
 
 
 # ----------------------------------------------------------------------------- multipliers
@@ -179,11 +179,6 @@ def prelu_s8(x: np.ndarray, alpha: np.ndarray, *, input_zp: int, alpha_zp: int, 
     pos = requantize(v, multiplier_pos, shift_pos, "double_away")
     neg = requantize(v * av, multiplier_neg, shift_neg, "double_away")
     return _clamp_s8(np.where(v >= 0, pos, neg) + int(output_zp))
-
-
-#: ADD arithmetic variants, by blob code: LiteRT's optimized kernel (NEON on ARM, NEON_2_SSE on x86
-#: builds with SSE4.1) and TFLite's reference kernel.
-ADD_MODES: dict[str, int] = {"vector16": 0, "reference": 1}
 
 
 def _shift_signed(x, n) -> np.ndarray:
@@ -393,8 +388,6 @@ class BlobRunner:
     """
 
     def __init__(self, blob: bytes) -> None:
-        from toolchain.export.ckernel import parse_blob
-
         self.model = parse_blob(blob)
         self.block = self.model.block
         self.dtype = np.dtype(np.int16 if self.model.act_bits == 16 else np.int8)

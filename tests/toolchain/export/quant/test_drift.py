@@ -10,7 +10,7 @@ from runtime.backends.base import dequantize, quantize
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
-from toolchain.export.drift import layer_drift
+from toolchain.export.quant.drift import layer_drift
 from toolchain.export.layer_map import LayerMapError, map_layers
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT, snr_db
 from toolchain.models.seanet import SEANetConfig, load_seanet
@@ -136,7 +136,7 @@ def test_layer_drift_refuses_a_float_graph_as_the_quantised_one(case):
 def test_fp32_intermediates_equal_torch(case):
     """The fp32 tensors the report reads really are the torch layers' outputs (pairing by structure)."""
     graph, fp32, _, x = case
-    from toolchain.export.drift import _Stepper
+    from toolchain.export.quant.drift import _Stepper
 
     st = _Stepper(fp32)
     sites = map_layers(graph, st.it)

@@ -1,0 +1,3 @@
+"""Quantisation of the export: calibration sets, the 16x8 graph finalisation, quantisation-aware
+fine-tuning (the int8 fake-quant twin) and the per-layer drift report. TensorFlow's converter itself
+is driven from toolchain/export/tflite.py only."""
