@@ -8,10 +8,47 @@ output) ends in ONE line on stderr and exit code 2; nothing half-written is left
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import stat
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from runtime.atomic import describe_mode, name_max
+from runtime.backends import BACKENDS
+from runtime.backends.base import BackendError
+from runtime.boards import ALIASES, BoardError, list_boards, load_board
+from runtime.bundle import BundleError, load_bundle
+from runtime.cli import (
+    add_bench_parser,
+    add_run_parser,
+    add_stream_parser,
+    add_trust_arguments,
+    add_verbose_argument,
+    board_from_args,
+    one_line,
+    run_file,
+    trust_from_args,
+    user_errors,
+)
+from runtime.cli import cmd_bench as runtime_bench
+from runtime.cli import cmd_stream as runtime_stream
+from runtime.native_log import set_verbose
+from runtime.wavio import read_wav, write_wav_atomic
+from toolchain.audio.audiogram import Audiogram, AudiogramError
+from toolchain.audio.io import AudioFileError, resample
+from toolchain.audio.levels import DEFAULT_CALIBRATION
+from toolchain.export.signing import generate_keypair, load_signing_key, sign_bundle
+from toolchain.fitting.baselines import LABELS, fit_process
+from toolchain.train.cli import add_train_arguments, train_main
 
 USER_ERROR = 2
 
@@ -47,30 +84,28 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
     ``ExportError`` lives beside torch; it is only looked up for the commands that use torch, so
     ``run``/``stream``/``bench`` on a runtime backend start in a second, not in five.
     """
-    from runtime.backends.base import BackendError
-    from runtime.boards import BoardError
-    from runtime.bundle import BundleError
-    from runtime.cli import user_errors
-    from toolchain.audio.audiogram import AudiogramError
-    from toolchain.audio.io import AudioFileError
 
     errs: list[type[BaseException]] = [UserError, BoardError, BundleError, AudiogramError, AudioFileError, BackendError,
                                        *user_errors()]
     if command == "evaluate":
+        # lazy: toolchain.verify.evaluate pulls onnx and torch (seconds to import); only this path needs it
         from toolchain.verify.evaluate import EvaluateError
 
         errs.append(EvaluateError)
     if command == "verify":
+        # lazy: toolchain.verify.report pulls torch (seconds to import); only this path needs it
         from toolchain.verify.report import VerifyError
 
         errs.append(VerifyError)
     if command == "train":
+        # lazy: toolchain.models.hlsim pulls torch (seconds to import); only this path needs it
         from toolchain.models.hlsim import HLSimConfigError
         from toolchain.train.recipe import RecipeError
 
         errs += [RecipeError, HLSimConfigError]
     if command in (None, "export") or "torch" in sys.modules:
         try:
+            # lazy: toolchain.export.pipeline pulls onnx and torch (seconds to import); only this path needs it
             from toolchain.export.pipeline import ExportError
 
             errs.append(ExportError)
@@ -80,8 +115,6 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
 
 
 def _console():
-    from rich.console import Console
-
     return Console(stderr=False, highlight=False)
 
 
@@ -109,12 +142,6 @@ def cmd_targets(args: argparse.Namespace) -> int:
     than its column), and the compiler flags, the widest field, are listed under the table and
     wrapped at the console width, so ``toolchain targets | cat`` (80 columns) shows every value.
     """
-    import textwrap
-
-    from rich import box
-    from rich.table import Table
-
-    from runtime.boards import ALIASES, list_boards
 
     boards = list_boards()
     header = ("name", "cpu", "rate", "block", "latency budget", "compute budget", "output limit", "backend")
@@ -146,8 +173,6 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- export
 def _audiogram(args: argparse.Namespace):
-    from toolchain.audio.audiogram import Audiogram
-
     if args.audiogram:
         return Audiogram.from_file(args.audiogram, notice=lambda line: print(line, file=sys.stderr))
     return Audiogram.preset(args.preset)
@@ -155,9 +180,6 @@ def _audiogram(args: argparse.Namespace):
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Fail before minutes of work if the bundle could not be written (or must not be replaced)."""
-    import stat
-
-    from runtime.atomic import describe_mode, name_max
 
     try:
         st = os.lstat(out)
@@ -192,8 +214,6 @@ def _non_negative_int(text: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from runtime.boards import load_board
-
     board = load_board(args.target)  # a name, an alias or a board TOML path, as --board takes
     if args.out is not None and not args.out.strip():
         raise UserError("--out is empty; name the bundle directory (or leave --out out for out/bundle-<target>)")
@@ -206,12 +226,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     _check_out_dir(out, args.overwrite)
     signing_key = None
     if args.sign:  # before minutes of work: a wrong key path must fail now
-        from toolchain.export.signing import load_signing_key
 
         signing_key = load_signing_key(args.sign)
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    # lazy: toolchain.export.pipeline pulls onnx and torch (seconds to import); only this path needs it
     from toolchain.export.pipeline import DEFAULT_CHECKPOINT, ExportOptions, export_bundle
 
     opts = ExportOptions(board=board, audiogram=audiogram, out_dir=out, signing_key=signing_key,
@@ -232,11 +250,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- fleet
 def cmd_fleet(args: argparse.Namespace) -> int:
     """Many patients on Ray, each through export's own function (toolchain/fleet.py)."""
-    from runtime.boards import load_board
 
     board = load_board(args.target)
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise UserError(f"{args.checkpoint}: model checkpoint not found")
+    # lazy: toolchain.fleet pulls onnx and Ray and torch (seconds to import); only this path needs it
     from toolchain.fleet import FleetError, fleet_main  # imports Ray: only this command needs it
 
     try:
@@ -248,7 +266,6 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- keygen
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write an Ed25519 key pair for signing bundles."""
-    from toolchain.export.signing import generate_keypair
 
     kp = generate_keypair(args.out, name=args.name, overwrite=args.overwrite)
     print(f"wrote {kp.private_path} (private key, mode 0600: keep it off the devices) and {kp.public_path} "
@@ -258,7 +275,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_sign(args: argparse.Namespace) -> int:
     """Sign an existing unsigned bundle in place (manifest.sig)."""
-    from toolchain.export.signing import load_signing_key, sign_bundle
 
     kid = sign_bundle(args.bundle, load_signing_key(args.key))
     print(f"signed {args.bundle}: manifest.sig by key id {kid}")
@@ -266,8 +282,6 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _print_summary(con: Any, bundle: Any) -> None:
-    from rich.table import Table
-
     m = bundle.manifest
     mt = m.metrics
     t = Table(title=f"Bundle {bundle.path}  ({m.model} → {m.target})", show_header=False)
@@ -317,11 +331,6 @@ def _print_summary(con: Any, bundle: Any) -> None:
 
 # --------------------------------------------------------------------------- inspect
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from runtime.bundle import load_bundle
-    from runtime.cli import trust_from_args
-
     b = load_bundle(args.bundle, trust=trust_from_args(args))
     m = b.manifest
     con = _console()
@@ -369,6 +378,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- run / stream / bench
 def torch_backend(bundle: Any, threads: int, checkpoint: str | None = None) -> Any:
     """The torch reference backend; module level, so `stream`'s audio worker process can import it."""
+    # lazy: toolchain.export.torch_backend pulls torch (seconds to import); only this path needs it
     from toolchain.export.torch_backend import TorchBackend
 
     return TorchBackend(bundle, checkpoint, num_threads=threads)
@@ -376,20 +386,14 @@ def torch_backend(bundle: Any, threads: int, checkpoint: str | None = None) -> A
 
 def _extra_backends(args: argparse.Namespace) -> dict[str, Callable[[Any, int], Any]]:
     """Backends only the toolchain can build: the torch reference (fp32, the exported model's source)."""
-    import functools
 
     return {"torch": functools.partial(torch_backend, checkpoint=getattr(args, "checkpoint", None))}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The runtime's offline run (runtime.cli.run_file), with the dB SPL summary of the toolchain."""
-    import numpy as np
-
-    from runtime.cli import run_file
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
 
     con = _console()
-    from runtime.cli import board_from_args, trust_from_args
 
     rep = run_file(args.bundle, args.input, args.output, backend=args.backend, threads=args.threads,
                    host_block=args.host_block, extra_backends=_extra_backends(args), notice=con.print,
@@ -409,12 +413,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """A classic fitting (NAL-R, or NAL-R + WDRC) of a wav file for an audiogram (toolchain.fitting.baselines)."""
-    import numpy as np
-
-    from runtime.wavio import read_wav, write_wav_atomic
-    from toolchain.audio.io import resample
-    from toolchain.audio.levels import DEFAULT_CALIBRATION
-    from toolchain.fitting.baselines import LABELS, fit_process
 
     audiogram = _audiogram(args)
     x, rate = read_wav(args.input, channel=args.channel)
@@ -430,22 +428,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from runtime.cli import cmd_stream as runtime_stream
-
     return runtime_stream(args, _extra_backends(args))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from runtime.cli import cmd_bench as runtime_bench
-
     return runtime_bench(args, _extra_backends(args))
 
 
 # ------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.backends import BACKENDS
-    from runtime.cli import add_verbose_argument
-
     p = _Parser(prog="toolchain", description="Neural hearing-aid compensators: export trained models to int8 "
                 "TFLite / ONNX / C bundles for edge boards, and run them.", epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -522,8 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--key", required=True, metavar="KEY", help="Ed25519 private key (.key from toolchain keygen)")
     sg.set_defaults(func=cmd_sign)
 
-    from runtime.cli import add_bench_parser, add_run_parser, add_stream_parser, add_trust_arguments
-
     i = sub.add_parser("inspect", help="validate a bundle (hashes, format, shapes, signature) and print its manifest")
     i.add_argument("bundle", help="bundle directory")
     add_trust_arguments(i)
@@ -541,8 +530,6 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--checkpoint", metavar="FILE", help=ckpt_help)
     bn.set_defaults(func=cmd_bench)
 
-    from toolchain.train.cli import add_train_arguments, train_main
-
     tr = sub.add_parser("train", help="train a simulator, a compensator, or a teacher -> student pair from a recipe",
                         description="Run a TOML recipe (toolchain/train/recipes/): kind 'simulator' trains the Neuro-MSBG-"
                         "style hearing-loss simulator against pyclarity MSBG; kind 'distil' trains a teacher through the "
@@ -551,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(tr)
     tr.set_defaults(func=train_main)
 
+    # lazy: toolchain.verify.report pulls torch (seconds to import); only this path needs it
     from toolchain.verify.report import add_verify_arguments, verify_main
 
     v = sub.add_parser("verify", help="full-precision check of a bundle: int8 vs fp32, latency, HASPI, midbrain (ICNet)",
@@ -576,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which channel of a stereo input to use (default mix)")
     fi.set_defaults(func=cmd_fit)
 
+    # lazy: toolchain.verify.evaluate pulls onnx and torch (seconds to import); only this path needs it
     from toolchain.verify.evaluate import add_evaluate_arguments, evaluate_main
 
     ev = sub.add_parser("evaluate", help="HASPI v2 / HASQI v2 of unprocessed, NAL-R, NAL-R + WDRC and the device, "
@@ -592,8 +581,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from runtime.native_log import set_verbose
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "verbose", False):
@@ -601,8 +588,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors(args.command) as e:
-        from runtime.cli import one_line
-
         print(f"toolchain {args.command}: error: {one_line(e)}", file=sys.stderr)
         return USER_ERROR
     except KeyboardInterrupt:

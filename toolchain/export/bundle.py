@@ -17,9 +17,11 @@ import secrets
 import shutil
 import tempfile
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Union
 
+import toolchain
 from runtime.bundle import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -46,16 +48,12 @@ _RESERVED = ("files", "manifest_sha256")
 def toolchain_version() -> str:
     """``toolchain.__version__``, else the installed distribution's version, else "0.1.0"."""
     try:
-        import toolchain
-
         v = getattr(toolchain, "__version__", None)
         if isinstance(v, str) and v:
             return v
     except Exception:  # a broken package __init__ must not stop an export
         pass
     try:
-        from importlib.metadata import PackageNotFoundError, version
-
         return version("hx-toolchain")
     except (ImportError, PackageNotFoundError):
         return "0.1.0"

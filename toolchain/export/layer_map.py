@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from torch import nn
 
 from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, state_names
@@ -62,8 +63,6 @@ _ACT_OPS = {nn.PReLU: ("prelu", "PRELU"), nn.LeakyReLU: ("leaky_relu", "LEAKY_RE
 
 def builtin_interpreter(model: bytes, preserve: bool = False) -> Any:
     """A LiteRT interpreter on TFLite's builtin kernels (no delegate: every op stays visible)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
     it = Interpreter(model_content=bytes(model), experimental_preserve_all_tensors=preserve,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()

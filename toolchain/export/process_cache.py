@@ -31,6 +31,7 @@ from typing import Any, Callable, Hashable, Iterator, TypeVar
 import numpy as np
 import torch
 
+from toolchain.export import tflite
 from toolchain.models.streaming import StreamingGraph
 
 T = TypeVar("T")
@@ -119,7 +120,6 @@ def keras_step(graph: StreamingGraph, block: int) -> tuple[Any, Callable[..., An
     written into the same SavedModel's variables.
     """
     # TensorFlow takes ~10 s to import: only the export's Keras stage pays it (as pipeline does).
-    from toolchain.export import tflite
 
     key = topology_key(graph, block)
     hit = key in _keras_steps
@@ -175,6 +175,5 @@ def pin_worker_threads() -> None:
     thread pools are fixed at first use."""
     torch.set_num_threads(1)
     # TensorFlow: as above, imported only where an export will need it anyway.
-    from toolchain.export import tflite
 
     tflite.pin_threads(1)

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.atomic import atomic_write
-from runtime.signing import SignatureError, TrustedKey, _crypto, key_id, signature_file_bytes
+from runtime.bundle import MANIFEST_NAME, BundleError, load_bundle
+from runtime.signing import (
+    SIGNATURE_NAME,
+    SignatureError,
+    TrustedKey,
+    TrustPolicy,
+    _crypto,
+    key_id,
+    signature_file_bytes,
+)
 
 __all__ = ["KeyPair", "SigningKey", "generate_keypair", "load_signing_key"]
 
@@ -132,8 +141,6 @@ def sign_bundle(path: str | os.PathLike[str], key: SigningKey) -> str:
     written atomically, and the result is loaded again requiring that key's signature. A bundle
     that is already signed is refused: re-signing is a deliberate act (remove manifest.sig).
     """
-    from runtime.bundle import MANIFEST_NAME, BundleError, load_bundle
-    from runtime.signing import SIGNATURE_NAME, TrustPolicy
 
     root = Path(path)
     sig = root / SIGNATURE_NAME

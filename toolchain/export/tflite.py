@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import operator
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -23,12 +25,13 @@ from torch import nn
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tensorflow as tf  # noqa: E402
+import flatbuffers  # noqa: E402
 import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
 from runtime.native_log import native_chatter  # noqa: E402
-from toolchain.models.streaming import (  # noqa: E402
-    CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf, state_names)
+from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf, state_names  # noqa: E402
 
 
 class _StateBook:
@@ -242,8 +245,6 @@ def tie_state_quantization(model: bytes) -> bytes:
     input takes the requantised scale (the concatenation's, which ``state_out`` shares) and the
     now-identity QUANTIZE is removed. A graph without such ops is returned unchanged.
     """
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromPackedBuf(bytes(model), 0)
     sg = m.subgraphs[0]
@@ -301,6 +302,7 @@ class SavedStep:
     """
 
     def __init__(self, model: keras.Model, directory: str) -> None:
+        # lazy: a private Keras module (what model.export() uses), looked up only where it is needed
         from keras.src.export.saved_model import get_input_signature  # what model.export() uses
 
         self.model = model
@@ -315,8 +317,6 @@ class SavedStep:
             os.path.join(self.directory, "variables", "variables"))
 
     def close(self) -> None:
-        import shutil
-
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -331,7 +331,6 @@ def convert(model: keras.Model | SavedStep, n_states: int,
     activations and I/O with int8 weights instead. ``fp32=False`` skips the float conversion
     (``fp32`` is then empty) when only a quantised graph is wanted.
     """
-    import tempfile
 
     if isinstance(model, SavedStep):
         with native_chatter("tensorflow"):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from runtime.backends.base import BackendError
+from toolchain.models.seanet import load_seanet
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -47,8 +48,6 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, bundle: Any, checkpoint: str | os.PathLike[str] | None = None, *, num_threads: int = 1) -> None:
-        from toolchain.models.seanet import load_seanet
-
         m = bundle.manifest
         path = find_checkpoint(bundle, checkpoint)
         try:

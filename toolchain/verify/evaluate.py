@@ -44,7 +44,6 @@ from toolchain.audio.data import (
     split_sentences,
 )
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.export.pipeline import ExportError, ExportOptions, export_bundle
 from toolchain.fitting.baselines import nalr, nalr_wdrc
 from toolchain.models.registry import CompensatorError, load_compensator
 
@@ -293,6 +292,9 @@ def _match_bundles(paths: Sequence[Path], audiograms: Mapping[str, Any]) -> dict
 
 
 def _export(student_path: Path, audiogram: Any, target: str, out_dir: Path) -> Any:
+    # lazy: the export pulls TensorFlow (seconds to import); `toolchain --help` builds this command's parser
+    from toolchain.export.pipeline import ExportError, ExportOptions, export_bundle
+
     try:
         board = resolve_target(target)
         return export_bundle(ExportOptions(board=board, audiogram=audiogram, out_dir=out_dir,
