@@ -9,7 +9,7 @@ of ``toolchain/assets/demo_speech.wav`` (from 0.5 s, at ``--fs``), one thread ea
 outside the timing:
 
 * ``numpy_s``: the reference's ``run_segment`` (one ear, its defaults, float64);
-* ``torch_f64_s`` / ``torch_f32_s``: :class:`toolchain.models.carfac.Carfac` on one clip;
+* ``torch_f64_s`` / ``torch_f32_s``: :class:`toolchain.models.hearing.carfac.Carfac` on one clip;
 * ``torch_f32_batch8_s``: eight clips in one call, per clip (how training and verify run it);
 * ``torch_f32_train_s``: forward + backward of one clip (the cost of one DAL training example).
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from toolchain.audio.io import read_wav, resample
-    from toolchain.models.carfac import Carfac
+    from toolchain.models.hearing.carfac import Carfac
 
     torch.set_num_threads(1)
     fs = float(args.fs)

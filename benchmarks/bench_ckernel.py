@@ -38,7 +38,7 @@ AUDIOGRAM = [20, 25, 35, 45, 50, 55, 60, 65]
 def _graph():
     import torch
 
-    from toolchain.models.seanet import SEANet
+    from toolchain.models.compensators.seanet import SEANet
 
     torch.manual_seed(1234)
     m = SEANet()
@@ -65,7 +65,7 @@ def int8_model(block: int, cache: Path) -> bytes:
     import inspect
 
     h = hashlib.sha256()
-    for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py"):
+    for rel in ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py", "toolchain/export/tflite.py"):
         h.update((REPO / rel).read_bytes())
     for fn in (_graph, _corpus):
         h.update(inspect.getsource(fn).encode())
@@ -98,7 +98,7 @@ def int16x8_model(block: int, cache: Path) -> bytes:
     import inspect
 
     h = hashlib.sha256()
-    for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py",
+    for rel in ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py", "toolchain/export/tflite.py",
                 "toolchain/export/quant/int16_graph.py"):
         h.update((REPO / rel).read_bytes())
     for fn in (_graph16, _corpus):
@@ -133,7 +133,7 @@ def _graph16():
     """Random-weight SEANet of toolchain/train/recipes/default.toml's architecture, fitted."""
     import torch
 
-    from toolchain.models.seanet import SEANet, SEANetConfig
+    from toolchain.models.compensators.seanet import SEANet, SEANetConfig
 
     torch.manual_seed(1234)
     m = SEANet(SEANetConfig(activation="leaky_relu", kernel_size=48, skip_taps=48, skip_channels=2,

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from toolchain.audio.io import resample
     from toolchain.audio.levels import DEFAULT_CALIBRATION, set_level
     from toolchain.audio.msbg_ref import MSBG_SAMPLE_RATE, _ear
-    from toolchain.models.hlsim import load_hlsim
+    from toolchain.models.hearing.hlsim import load_hlsim
 
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)

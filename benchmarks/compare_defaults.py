@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO  # noqa: E402
-
 import matplotlib  # noqa: E402
+from common import REPO  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,8 +28,8 @@ import torch  # noqa: E402
 
 from runtime.atomic import atomic_write  # noqa: E402
 from toolchain.audio.data import SyntheticCorpus  # noqa: E402
-from toolchain.models.hl_filterbank import FilterbankHearingLoss  # noqa: E402
-from toolchain.models.seanet import SEANet, load_seanet, seanet_from_checkpoint  # noqa: E402
+from toolchain.models.compensators.seanet import SEANet, load_seanet, seanet_from_checkpoint  # noqa: E402
+from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss  # noqa: E402
 from toolchain.train.compensator import corpus_config, evaluate, generate_pool  # noqa: E402
 from toolchain.train.recipe import load_recipe  # noqa: E402
 

@@ -75,7 +75,7 @@ def leaky_bundle(tmp_path_factory) -> Path:
     from tests.helpers import randomised_seanet
     from toolchain.audio.audiogram import Audiogram
     from toolchain.export.pipeline import ExportOptions, export_bundle
-    from toolchain.models.seanet import SEANetConfig, save_seanet
+    from toolchain.models.compensators.seanet import SEANetConfig, save_seanet
 
     tmp = tmp_path_factory.mktemp("leaky")
     ckpt = tmp / "leaky.pt"

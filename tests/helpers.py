@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from toolchain.models.seanet import SEANet, SEANetConfig
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig
 
 # Round 2 · 1 of 6: the shipped default's device graph (16x8) against fp32, end to end on held-out
 # speech at 60-70 dB SPL (per-level targets: tests/toolchain/export/test_self_noise.py).

@@ -98,8 +98,8 @@ def _user_errors(command: str | None = None) -> tuple[type[BaseException], ...]:
 
         errs.append(VerifyError)
     if command == "train":
-        # lazy: toolchain.models.hlsim pulls torch (seconds to import); only this path needs it
-        from toolchain.models.hlsim import HLSimConfigError
+        # lazy: toolchain.models.hearing.hlsim pulls torch (seconds to import); only this path needs it
+        from toolchain.models.hearing.hlsim import HLSimConfigError
         from toolchain.train.recipe import RecipeError
 
         errs += [RecipeError, HLSimConfigError]

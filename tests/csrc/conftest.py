@@ -4,7 +4,6 @@ the host cffi build of the kernel."""
 from __future__ import annotations
 
 import pytest
-
 from csrc_helpers import SeanetCase, host_archs, load_test_model, load_test_model16
 
 

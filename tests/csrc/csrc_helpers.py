@@ -26,9 +26,9 @@ BLOCK = 16
 
 def host_archs() -> list[str]:
     """Kernel sets this host can run: ref always, x86 (AVX2) where the CPU has it."""
-    from runtime.backends.ckernel_build import _cpu_has_avx2
-
     import platform
+
+    from runtime.backends.ckernel_build import _cpu_has_avx2
 
     return ["ref"] + (["x86"] if platform.machine() in ("x86_64", "AMD64") and _cpu_has_avx2() else [])
 AUDIOGRAM = [20, 25, 35, 45, 50, 55, 60, 65]
@@ -52,7 +52,7 @@ def _sources_digest() -> str:
     import inspect
 
     h = hashlib.sha256()
-    for rel in ("toolchain/models/seanet.py", "toolchain/models/streaming.py", "toolchain/export/tflite.py"):
+    for rel in ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py", "toolchain/export/tflite.py"):
         h.update((REPO / rel).read_bytes())
     for fn in (_random_seanet, build_test_tflite, _corpus, _states_nhwc):
         h.update(inspect.getsource(fn).encode())
@@ -69,7 +69,7 @@ def _sources_digest() -> str:
 def _random_seanet():
     import torch
 
-    from toolchain.models.seanet import SEANet
+    from toolchain.models.compensators.seanet import SEANet
 
     torch.manual_seed(SEED)
     m = SEANet()
@@ -151,7 +151,7 @@ def load_test_model() -> SeanetCase:
 def _seanet16_config():
     """The prescription recipe's architecture (toolchain/train/recipes/default.toml: the shipped
     16x8 default): leaky ReLU, 48-tap input and output convs, the NAL-R FIR skip over 2 channels."""
-    from toolchain.models.seanet import SEANetConfig
+    from toolchain.models.compensators.seanet import SEANetConfig
 
     return SEANetConfig(activation="leaky_relu", kernel_size=48, skip_taps=48, skip_channels=2, prescription="nalr")
 

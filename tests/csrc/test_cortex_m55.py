@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from csrc_helpers import CSRC
+
 from runtime.backends.base import quantize
 from runtime.backends.ckernel import CKernelBackend
 from runtime.boards import resolve_target

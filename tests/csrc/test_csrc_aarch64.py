@@ -10,10 +10,23 @@ import time
 
 import numpy as np
 import pytest
+from csrc_helpers import (
+    AARCH64_CC,
+    BLOCK,
+    QEMU,
+    build_tool,
+    check_opcheck_output,
+    host_archs,
+    opcheck_bytes,
+    random_add16_case,
+    random_add_case,
+    random_conv16_case,
+    random_conv_case,
+    random_leaky16_case,
+    random_prelu_case,
+    run_aarch64,
+)
 
-from csrc_helpers import (AARCH64_CC, BLOCK, QEMU, build_tool, check_opcheck_output, host_archs, opcheck_bytes,
-                          random_add16_case, random_add_case, random_conv16_case, random_conv_case,
-                          random_leaky16_case, random_prelu_case, run_aarch64)
 from runtime.backends.ckernel import CKernelBackend
 from runtime.boards import resolve_target
 

@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
-
 from csrc_helpers import BLOCK, HOST_CC, kernel_sources, litert_stream, strict_flags
+
 from runtime.backends.ckernel import CKernelBackend
 from toolchain.export import ckernel as ck
 from toolchain.export.ckernel import numpy_ref

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from csrc_helpers import AARCH64_CC, CSRC, HOST_CC, kernel_sources, strict_flags
+
 from runtime.backends import ckernel_build as cb
 
 # The only external symbols the library (not the tools) may use.

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from csrc_helpers import BLOCK, host_archs, litert_stream
+
 from runtime.backends.base import quantize
 from runtime.backends.ckernel import CKernelBackend
 from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
-from toolchain.export.ckernel import numpy_ref
-from toolchain.export.ckernel import BlobError, describe_blob, tflite_to_blob
+from toolchain.export.ckernel import BlobError, describe_blob, numpy_ref, tflite_to_blob
 
 
 @pytest.fixture(scope="module")

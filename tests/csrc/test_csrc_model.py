@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from csrc_helpers import BLOCK, host_archs, litert_stream
+
 from runtime.backends.ckernel import CKernelBackend
-from toolchain.export.ckernel import numpy_ref
-from toolchain.export.ckernel import describe_blob, tflite_to_blob
+from toolchain.export.ckernel import describe_blob, numpy_ref, tflite_to_blob
 
 # Max fraction of output samples on which XNNPACK may differ (by one LSB) from the exact kernels: it
 # requantises in float (round to nearest even), and a 1-LSB difference inside the network feeds back

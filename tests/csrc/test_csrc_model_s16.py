@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from csrc_helpers import BLOCK, host_archs, litert_stream
+
 from runtime.backends.ckernel import CKernelBackend
-from toolchain.export.ckernel import numpy_ref
-from toolchain.export.ckernel import describe_blob, parse_blob, tflite_to_blob
+from toolchain.export.ckernel import describe_blob, numpy_ref, parse_blob, tflite_to_blob
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import math
 
 import numpy as np
 import pytest
+from csrc_helpers import numpy_case, random_add_case, random_conv_case, random_prelu_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csrc_helpers import numpy_case, random_add_case, random_conv_case, random_prelu_case
 from toolchain.export.ckernel import numpy_ref as R
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

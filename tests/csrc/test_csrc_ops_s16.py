@@ -5,10 +5,10 @@ big-integer transcription of TFLite's MultiplyByQuantizedMultiplier(int64)."""
 from __future__ import annotations
 
 import numpy as np
+from csrc_helpers import numpy_case, random_add16_case, random_conv16_case, random_leaky16_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csrc_helpers import numpy_case, random_add16_case, random_conv16_case, random_leaky16_case
 from toolchain.export.ckernel import numpy_ref as R
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -9,12 +9,24 @@ import subprocess
 
 import numpy as np
 import pytest
-
-from csrc_helpers import (BLOCK, HOST_CC, build_tool, check_opcheck_output, host_archs, opcheck_bytes,
-                          random_add16_case, random_add_case, random_conv16_case, random_conv_case,
-                          random_leaky16_case, random_prelu_case, recrc)
-from runtime.backends.ckernel import CKernelBackend
+from csrc_helpers import (
+    BLOCK,
+    HOST_CC,
+    build_tool,
+    check_opcheck_output,
+    host_archs,
+    opcheck_bytes,
+    random_add16_case,
+    random_add_case,
+    random_conv16_case,
+    random_conv_case,
+    random_leaky16_case,
+    random_prelu_case,
+    recrc,
+)
 from test_csrc_validation import bad_blobs, bad_blobs16
+
+from runtime.backends.ckernel import CKernelBackend
 
 SAN_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 SAN_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1",

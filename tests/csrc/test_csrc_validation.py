@@ -7,10 +7,10 @@ import struct
 
 import numpy as np
 import pytest
+from csrc_helpers import BLOCK, recrc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from csrc_helpers import BLOCK, recrc
 from toolchain.export import ckernel as ck
 from toolchain.export.ckernel.format import OP_BYTES, TENSOR_BYTES
 

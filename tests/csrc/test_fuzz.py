@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from csrc_helpers import host_archs
+
 from toolchain.verify import fuzz as F
 
 # Executions per harness: a few seconds each here (hx_fuzz_blob validates and sets up a 60 kB blob

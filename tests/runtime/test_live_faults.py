@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from runtime.harness.jack import JackServer
 from runtime.bundle import load_bundle
+from runtime.harness.jack import JackServer
 from runtime.live import LiveSupervisor, WorkerConfig
 from tests.conftest import REPO
 

@@ -21,8 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from runtime.bundle import FORMAT_VERSION, MANIFEST_NAME, BundleError, load_bundle
-from runtime.signing import (SIGNATURE_NAME, SignatureError, TrustPolicy, key_id, load_public_key,
-                             load_trusted_keys, signature_file_bytes)
+from runtime.signing import (
+    SIGNATURE_NAME,
+    SignatureError,
+    TrustPolicy,
+    key_id,
+    load_public_key,
+    load_trusted_keys,
+    signature_file_bytes,
+)
 from tests.conftest import REPO
 from tests.runtime.test_bundle import edit_manifest, make_bundle
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.helpers import speech_clip
 from toolchain import cli
 from toolchain.audio.audiogram import NAMED_AUDIOGRAMS
 from toolchain.fitting.baselines import PROCESSORS
-from tests.helpers import speech_clip
 
 
 @pytest.fixture()

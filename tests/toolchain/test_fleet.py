@@ -12,12 +12,12 @@ import pytest
 
 from runtime.boards import resolve_target
 from runtime.bundle import load_bundle
+from runtime.signing import TrustPolicy
 from tests.conftest import run_toolchain
+from toolchain import fleet
 from toolchain.audio.audiogram import Audiogram
 from toolchain.export import process_cache
 from toolchain.export.pipeline import ExportOptions, export_bundle
-from runtime.signing import TrustPolicy
-from toolchain import fleet
 from toolchain.fleet import CSV_COLUMNS, FleetError, FleetOptions, read_audiograms, run_fleet
 
 HEADER = ",".join(CSV_COLUMNS)

@@ -18,6 +18,7 @@ import soxr
 
 from runtime.wavio import WavError, check_input_file
 
+
 class AudioFileError(ValueError):
     """A bad audio file or a refused write; ``str()`` is one line naming the file."""
 

@@ -9,7 +9,7 @@ simulator and the shift between its input and output peak positions is the delay
 output lines up sample for sample with the input, which the neural simulator is trained on.
 
 MSBG is deterministic (no random noise is added), slow (~0.25 s of CPU per second of audio) and
-not differentiable: it is the ground truth the neural simulator (:mod:`toolchain.models.hlsim`)
+not differentiable: it is the ground truth the neural simulator (:mod:`toolchain.models.hearing.hlsim`)
 learns to reproduce, never something to train through.
 """
 

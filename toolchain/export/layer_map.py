@@ -25,7 +25,7 @@ import torch
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from torch import nn
 
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, state_names
+from toolchain.models.compensators.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, state_names
 
 
 class LayerMapError(ValueError):

@@ -11,7 +11,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from toolchain.models.streaming import StreamingGraph, state_names
+from toolchain.models.compensators.streaming import StreamingGraph, state_names
 
 
 class StepModule(nn.Module):

@@ -39,8 +39,8 @@ from toolchain.export.quant.drift import layer_drift
 from toolchain.export.quant.int16_graph import Int16GraphError, finalize_16x8
 from toolchain.export.quant.qat import qat_finetune, quantize_into
 from toolchain.export.self_noise import SNR_LEVELS_DB_SPL, snr_db
-from toolchain.models.seanet import SEANet, load_seanet
-from toolchain.models.streaming import StreamingGraph
+from toolchain.models.compensators.seanet import SEANet, load_seanet
+from toolchain.models.compensators.streaming import StreamingGraph
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "seanet_default.pt"
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from toolchain.export import tflite
-from toolchain.models.streaming import StreamingGraph
+from toolchain.models.compensators.streaming import StreamingGraph
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Torch step graph → Keras (NWC) step graph → fp32 and full-integer int8 TFLite.
 
 The only module that imports TensorFlow. The Keras graph is generated from the torch model's
-own traced graph (:class:`toolchain.models.streaming.StreamingGraph`): one translator per layer
+own traced graph (:class:`toolchain.models.compensators.streaming.StreamingGraph`): one translator per layer
 type in :data:`MODULE_TRANSLATORS` / :data:`FUNCTION_TRANSLATORS`, weights copied from torch.
 Layout is NHWC with H = 1: the block is ``x: (1, 1, block, 1)`` and each stateful leaf becomes
 a state input ``state_in_NN`` (its last ``context`` input frames, ``(1, 1, frames, channels)``) and a state output ``state_out_NN`` computed inside the graph, so the
@@ -31,7 +31,13 @@ import tensorflow as tf  # noqa: E402
 from ai_edge_litert import schema_py_generated as schema  # noqa: E402
 
 from runtime.native_log import native_chatter  # noqa: E402
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph, StreamingLeaf, state_names  # noqa: E402
+from toolchain.models.compensators.streaming import (  # noqa: E402
+    CausalConv1d,
+    CausalConvTranspose1d,
+    StreamingGraph,
+    StreamingLeaf,
+    state_names,
+)
 
 
 class _StateBook:

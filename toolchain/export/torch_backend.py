@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from runtime.backends.base import BackendError
-from toolchain.models.seanet import load_seanet
+from toolchain.models.compensators.seanet import load_seanet
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

@@ -12,7 +12,7 @@ What one run does, every step of it decided by the recipe:
    :func:`toolchain.train.losses.compensation_loss` against ``NH(clean)`` with AdamW;
 3. evaluate on the held-out "test" split for the recipe's presets (loss of the unprocessed
    noisy input vs the compensated one, output level and peak), and save the checkpoint with
-   :func:`toolchain.models.seanet.save_seanet` (recipe, seed, steps, wall time, final loss, eval
+   :func:`toolchain.models.compensators.seanet.save_seanet` (recipe, seed, steps, wall time, final loss, eval
    table in ``extra``) plus a human-readable ``<checkpoint>.json`` summary beside it.
 
 Determinism: the same recipe on the same device, torch build and thread count gives the same
@@ -36,8 +36,8 @@ from runtime.atomic import atomic_write
 from toolchain.audio.audiogram import PRESETS, Audiogram
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.models.hl_filterbank import FilterbankHearingLoss
-from toolchain.models.seanet import SEANet, save_seanet
+from toolchain.models.compensators.seanet import SEANet, save_seanet
+from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss
 from toolchain.train.losses import compensation_loss, silence_penalty
 from toolchain.train.quant_noise import quant_noise_loss
 from toolchain.train.recipe import AudiogramSampling, Recipe

@@ -27,15 +27,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from runtime.atomic import atomic_write
 from toolchain.audio.audiogram import PRESETS
 from toolchain.audio.data import SyntheticCorpus
-from toolchain.models.seanet import SEANet, SEANetConfig, save_seanet
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig, save_seanet
 from toolchain.train.compensator import corpus_config, generate_pool, sample_audiograms
 from toolchain.train.loop import DistEnv, init_distributed, run_loop, set_threads
 from toolchain.train.losses_dal import CochlearEars, DalLossConfig, DalObjective
-from toolchain.train.recipe import (AudiogramSampling, DataConfig, EvalConfig, Recipe, RecipeError, TrainConfig,
-                                    build_sections, read_toml)
-from runtime.atomic import atomic_write
+from toolchain.train.recipe import (
+    AudiogramSampling,
+    DataConfig,
+    EvalConfig,
+    Recipe,
+    RecipeError,
+    TrainConfig,
+    build_sections,
+    read_toml,
+)
 
 SECTIONS: dict[str, type] = {"model": SEANetConfig, "data": DataConfig, "audiograms": AudiogramSampling,
                              "train": TrainConfig, "loss": DalLossConfig, "eval": EvalConfig}

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from runtime.atomic import atomic_write
 from toolchain.audio.data import SyntheticCorpus
-from toolchain.models.hlsim import HLSim, load_hlsim
-from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet, save_seanet
-from toolchain.models.stftnet import STFTNet, STFTNetConfig, save_stftnet
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig, load_seanet, save_seanet
+from toolchain.models.compensators.stftnet import STFTNet, STFTNetConfig, save_stftnet
+from toolchain.models.hearing.hlsim import HLSim, load_hlsim
 from toolchain.train.compensator import corpus_config, generate_pool, sample_audiograms
 from toolchain.train.loop import DistEnv, init_distributed, run_loop, set_threads, unwrap
 from toolchain.train.losses import SimLossConfig, limit_penalty, simulator_loss

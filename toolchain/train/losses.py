@@ -15,7 +15,7 @@ from torch import Tensor
 from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.models.hl_filterbank import FilterbankHearingLoss
+from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def phase_losses(phase_ref: Tensor, phase_est: Tensor) -> dict[str, Tensor]:
 
 def simulator_loss(out: Any, target_mag: Tensor, target_phase: Tensor, target_complex: Tensor,
                    target_wave: Tensor, cfg: SimLossConfig = SimLossConfig()) -> tuple[Tensor, dict[str, float]]:
-    """Seed 003 total loss of a :class:`toolchain.models.hlsim.SimOutput` against MSBG's output
+    """Seed 003 total loss of a :class:`toolchain.models.hearing.hlsim.SimOutput` against MSBG's output
     (compressed magnitude, phase, compressed complex, waveform). Returns ``(loss, parts)``."""
     mag = torch.mean((out.mag - target_mag) ** 2)
     ph = phase_losses(target_phase, out.phase)

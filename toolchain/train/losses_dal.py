@@ -12,7 +12,7 @@ formulas, so these are ours, each zero exactly when the two ears respond alike:
     is not charged sample by sample for its few samples of delay or its phase response), then
     ``Σ|HI − NH| / Σ|NH|`` over the batch. Level, spectral balance and temporal envelope per place.
 ``sai`` (weight ``sai``)
-    The same relative L1 between SAI frames (:func:`toolchain.models.carfac.sai`, 20 ms of lag,
+    The same relative L1 between SAI frames (:func:`toolchain.models.hearing.carfac.sai`, 20 ms of lag,
     a 10 ms hop): the phase-insensitive temporal structure (periodicity, pitch) per place that
     seed 004 adds the SAI for.
 ``limit`` (weight ``limit``)
@@ -21,7 +21,7 @@ formulas, so these are ours, each zero exactly when the two ears respond alike:
     so gain the device cannot deliver earns nothing in the cochlear terms.
 
 The normal ear is CARFAC with its default (healthy) parameters; the impaired one is the same model
-fitted to the audiogram (:mod:`toolchain.models.carfac_fit`). Both run in one batched pass: the
+fitted to the audiogram (:mod:`toolchain.models.hearing.carfac_fit`). Both run in one batched pass: the
 cost of CARFAC's per-sample loop hardly grows with the batch.
 """
 
@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from toolchain.models.carfac import Carfac, SaiParams, sai
-from toolchain.models.carfac_fit import fit_audiogram_cached
+from toolchain.models.hearing.carfac import Carfac, SaiParams, sai
+from toolchain.models.hearing.carfac_fit import fit_audiogram_cached
 from toolchain.train.losses import limit_penalty
 
 

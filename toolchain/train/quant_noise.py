@@ -26,8 +26,8 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from toolchain.models.seanet import ResidualUnit
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d
+from toolchain.models.compensators.seanet import ResidualUnit
+from toolchain.models.compensators.streaming import CausalConv1d, CausalConvTranspose1d
 
 # Modules whose outputs become int8 tensors in the exported graph (ResidualUnit: its ADD).
 _NOISY_ACTIVATIONS = (nn.PReLU, nn.LeakyReLU, nn.ELU)

@@ -3,12 +3,12 @@
 A recipe has these sections (each optional; a missing key keeps the dataclass default, but a
 shipped recipe spells everything out so that it documents the model it produced):
 
-``[model]``       :class:`toolchain.models.seanet.SEANetConfig` fields
+``[model]``       :class:`toolchain.models.compensators.seanet.SEANetConfig` fields
 ``[data]``        :class:`DataConfig`: the synthetic corpus (seed, size, clip length, levels, SNR)
 ``[audiograms]``  :class:`AudiogramSampling`: presets vs ``Audiogram.random`` per example
 ``[train]``       :class:`TrainConfig`: seed, steps, batch, optimiser, schedule, threads
 ``[loss]``        :class:`toolchain.train.losses.LossConfig`: loss weights
-``[hl]``          :class:`toolchain.models.hl_filterbank.FilterbankHLConfig`: hearing-loss model
+``[hl]``          :class:`toolchain.models.hearing.hl_filterbank.FilterbankHLConfig`: hearing-loss model
 ``[eval]``        :class:`EvalConfig`: held-out evaluation after training
 
 plus an optional top-level ``description`` string. :func:`load_recipe` accepts a bare name
@@ -28,8 +28,8 @@ from runtime import config
 from runtime.config import ConfigError, strict_from_dict
 from toolchain.audio.audiogram import PRESETS
 from toolchain.audio.data import NOISE_TYPES
-from toolchain.models.hl_filterbank import FilterbankHLConfig
-from toolchain.models.seanet import SEANetConfig
+from toolchain.models.compensators.seanet import SEANetConfig
+from toolchain.models.hearing.hl_filterbank import FilterbankHLConfig
 from toolchain.train.losses import LossConfig
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"

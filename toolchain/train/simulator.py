@@ -1,4 +1,4 @@
-"""Train the Neuro-MSBG-style simulator (:mod:`toolchain.models.hlsim`) against pyclarity MSBG.
+"""Train the Neuro-MSBG-style simulator (:mod:`toolchain.models.hearing.hlsim`) against pyclarity MSBG.
 
 ``toolchain train --recipe hlsim``: generate (or load cached) MSBG pairs
 (:mod:`toolchain.train.msbg_data`), train with seed 003's loss
@@ -23,7 +23,7 @@ import torch
 
 from runtime.atomic import atomic_write
 from toolchain.audio.clarity import haspi
-from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
 from toolchain.train.loop import DistEnv, crop_batch, init_distributed, run_loop, set_threads
 from toolchain.train.losses import SimLossConfig, simulator_loss
 from toolchain.train.msbg_data import PairsConfig, describe, msbg_pairs

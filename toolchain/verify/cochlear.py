@@ -1,6 +1,6 @@
 """The cochlear section of ``toolchain verify``: CARFAC (seed 004) needs no outside weights, so it always runs.
 
-For the bundle's audiogram, a CARFAC fitted to it (:mod:`toolchain.models.carfac_fit`) hears each
+For the bundle's audiogram, a CARFAC fitted to it (:mod:`toolchain.models.hearing.carfac_fit`) hears each
 condition (unprocessed speech, NAL-R, the device's output) and a normal CARFAC hears the clean
 speech. Per condition: the NAP and SAI distances of :mod:`toolchain.train.losses_dal` (relative
 L1, 0 = the impaired ear responds as a normal one) and the Pearson correlations of the NAP
@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from toolchain.fitting.prescription import nalr_fir
-from toolchain.models.carfac_fit import fit_audiogram_cached
+from toolchain.models.hearing.carfac_fit import fit_audiogram_cached
 from toolchain.train.losses_dal import CochlearEars, correlation, relative_l1
 
 MAX_CLIPS = 2

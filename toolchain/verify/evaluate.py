@@ -45,7 +45,7 @@ from toolchain.audio.data import (
 )
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.fitting.baselines import nalr, nalr_wdrc
-from toolchain.models.registry import CompensatorError, load_compensator
+from toolchain.models.compensators.registry import CompensatorError, load_compensator
 
 EVALUATION_FORMAT = "hx-evaluate/2"
 SYSTEMS: tuple[str, ...] = ("unprocessed", "nal-r", "nal-r+wdrc", "device")

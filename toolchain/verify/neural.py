@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from toolchain.audio.io import resample
-from toolchain.models.icnet import (
+from toolchain.verify.metrics import FidelityAccumulator, gap_closed
+from toolchain.verify.midbrain.icnet import (
     FRAME_SAMPLES,
     FS_AUDIO,
     ICNet,
@@ -43,7 +44,6 @@ from toolchain.models.icnet import (
     sample_counts,
     to_icnet_units,
 )
-from toolchain.verify.metrics import FidelityAccumulator, gap_closed
 
 CEILING = "normal hearing (ceiling)"
 DEVICES = ("auto", "cuda", "cpu")
@@ -197,7 +197,7 @@ def psi_for_audiogram(mapping: Mapping[str, Any] | None, thresholds_db_hl: Seque
     midbrain activity (and argues audiometric thresholds describe hearing loss less well; its
     ABRNet variant, which feeds ABR thresholds instead of learned ψ, did worse). Nothing in the
     seeds maps a human audiogram to ψ. Whoever trains a ψ-ICNet and fits such a map stores it
-    with that checkpoint (:func:`toolchain.models.icnet.save_psi_icnet`); without one, ψ must be
+    with that checkpoint (:func:`toolchain.verify.midbrain.icnet.save_psi_icnet`); without one, ψ must be
     given explicitly (``toolchain verify --psi / --psi-normal``).
     """
     if mapping is None:

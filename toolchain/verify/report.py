@@ -57,11 +57,11 @@ from toolchain.audio.clarity import (
 )
 from toolchain.audio.clarity import align as _align
 from toolchain.audio.data import CorpusConfig, SyntheticCorpus
-from toolchain.models.icnet import ICNet, load_psi_icnet
-from toolchain.models.icnet_keras_import import ICNetImportError, import_icnet
 from toolchain.verify.cochlear import cochlear_plots, cochlear_section
 from toolchain.verify.cochlear import summary_line as cochlear_summary_line
 from toolchain.verify.metrics import snr_db
+from toolchain.verify.midbrain.icnet import ICNet, load_psi_icnet
+from toolchain.verify.midbrain.icnet_keras_import import ICNetImportError, import_icnet
 from toolchain.verify.neural import DEVICES, MidbrainModel, compare, psi_for_audiogram, select_device, time_model
 from toolchain.verify.render import VERDICT_LABEL, draw_plots, fmt, overall, png, render_html
 from toolchain.verify.verdicts import judge, self_noise_section
@@ -527,7 +527,7 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--icnet-config", metavar="F", type=Path,
                         help="ICNet's config.yaml (default: config.yaml beside the weights)")
     parser.add_argument("--psi-icnet", metavar="F", type=Path,
-                        help="ψ-ICNet checkpoint (toolchain.models.icnet.save_psi_icnet): the impaired midbrain model")
+                        help="ψ-ICNet checkpoint (toolchain.verify.midbrain.icnet.save_psi_icnet): the impaired midbrain model")
     parser.add_argument("--psi", metavar="V,V,..", type=_floats,
                         help="ψ means for the listener (default: the audiogram → ψ map stored with the "
                              "checkpoint, if its owner supplied one); a leading minus needs --psi=-1,2,..")

@@ -8,9 +8,8 @@ counter are all caught.
 
 from __future__ import annotations
 
-import mmap
-
 import json
+import mmap
 import os
 import subprocess
 import sys
@@ -21,8 +20,7 @@ import pytest
 
 from runtime.bundle import load_bundle
 from runtime.engine import Engine
-from runtime.harness.soak import (RSS_GROWTH_LIMIT_KB, WindowHasher, check_counters, output_reach, soak,
-                                  soak_signal)
+from runtime.harness.soak import RSS_GROWTH_LIMIT_KB, WindowHasher, check_counters, output_reach, soak, soak_signal
 from tests.conftest import REPO
 
 # Two minutes of audio for the int8 backends; ONNX steps ~5x slower per block (onnxruntime's

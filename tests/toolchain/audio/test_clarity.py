@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, PRESETS
-from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 from toolchain.audio import clarity
+from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, PRESETS
 from toolchain.audio.clarity import align, clarity_tools, haspi, haspi_level1, nalr_filter, nalr_process
+from toolchain.audio.levels import DEFAULT_CALIBRATION, LevelCalibration
 
 FS = 16000
 

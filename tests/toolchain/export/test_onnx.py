@@ -5,9 +5,9 @@ import torch
 
 from runtime.backends.onnx import OnnxBackend
 from runtime.bundle import load_bundle
+from runtime.harness.measure import stream
 from tests.helpers import MODERATE, randomised_seanet, speech_clip
 from toolchain.export.onnx import export_onnx
-from runtime.harness.measure import stream
 
 
 def test_onnx_step_graph_equals_torch():

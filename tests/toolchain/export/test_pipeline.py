@@ -8,8 +8,8 @@ import pytest
 
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import BundleError, load_bundle
-from tests.conftest import run_toolchain
 from runtime.harness.measure import impulse_latency
+from tests.conftest import run_toolchain
 from tests.helpers import DEFAULT_DEVICE_SNR_DB, INT8_SNR_FLOOR_DB
 
 
@@ -126,7 +126,7 @@ def test_16x8_bundle_lists_its_graph_and_figures(leaky_bundle):
 def test_16x8_of_a_prelu_model_is_refused_in_one_line(tmp_path, capsys):
     from tests.helpers import randomised_seanet
     from toolchain.cli import main
-    from toolchain.models.seanet import save_seanet
+    from toolchain.models.compensators.seanet import save_seanet
 
     save_seanet(randomised_seanet(0), str(tmp_path / "prelu.pt"))   # SEANetConfig's activation: prelu
     assert main(["export", "--target", "rpi", "--checkpoint", str(tmp_path / "prelu.pt"), "--out", str(tmp_path / "b"),

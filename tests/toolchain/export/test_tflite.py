@@ -6,10 +6,10 @@ import torch
 
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import load_bundle
-from tests.helpers import INT8_SNR_FLOOR_DB, MODERATE, randomised_seanet, speech_clip
 from runtime.harness.measure import stream
+from tests.helpers import INT8_SNR_FLOOR_DB, MODERATE, randomised_seanet, speech_clip
 from toolchain.export.pipeline import snr_db
-from toolchain.models.seanet import load_seanet
+from toolchain.models.compensators.seanet import load_seanet
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_keras_translator_refuses_unknown_layers():
     from torch import nn
 
     from toolchain.export.tflite import build_keras_step
-    from toolchain.models.streaming import CausalConv1d, StreamingGraph
+    from toolchain.models.compensators.streaming import CausalConv1d, StreamingGraph
 
     class Odd(nn.Module):
         def __init__(self):
@@ -206,7 +206,7 @@ def test_converter_chatter_is_kept_off_the_terminal_and_logged(capfd, caplog):
     from torch import nn
 
     from toolchain.export.tflite import build_keras_step, convert
-    from toolchain.models.streaming import CausalConv1d, StreamingGraph
+    from toolchain.models.compensators.streaming import CausalConv1d, StreamingGraph
 
     class Tiny(nn.Module):
         def __init__(self):

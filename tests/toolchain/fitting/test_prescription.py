@@ -8,7 +8,7 @@ import torch
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, PRESETS
 from toolchain.fitting.prescription import fir_response_db, nalr_fir, nalr_gains_db, nalr_response_db
-from toolchain.models.seanet import SEANet, SEANetConfig
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig
 from toolchain.train.losses import envelope_correlation, silence_penalty
 
 PRESCRIBED = SEANetConfig(activation="leaky_relu", kernel_size=48, skip_taps=48, skip_channels=2, prescription="nalr")
@@ -26,6 +26,7 @@ def test_min_phase_fir_reproduces_nalr_within_1_db(preset: str) -> None:
 
 def test_nalr_gains_match_pyclarity() -> None:
     from clarity.enhancer.nalr import NALR
+
     from toolchain.audio.clarity import clarity_audiogram
 
     thr = np.asarray(PRESETS["moderate-sloping"], np.float64)

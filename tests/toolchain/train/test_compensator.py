@@ -12,8 +12,8 @@ import torch
 
 from toolchain.audio.audiogram import PRESETS
 from toolchain.audio.data import SyntheticCorpus
-from toolchain.models.hl_filterbank import FilterbankHearingLoss
-from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig, load_seanet
+from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss
 from toolchain.train.compensator import (
     DEFAULT_CHECKPOINT,
     TrainResult,

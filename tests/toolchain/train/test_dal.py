@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import run_toolchain
-from toolchain.models.seanet import SEANet, load_seanet
+from toolchain.models.compensators.seanet import SEANet, load_seanet
 from toolchain.train.dal import _pool, load_dal_recipe, make_batches
 from toolchain.train.loop import run_loop
 from toolchain.train.losses_dal import CochlearEars, DalObjective

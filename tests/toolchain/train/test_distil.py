@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import run_toolchain
-from toolchain.models.hlsim import HLSim, HLSimConfig, save_hlsim
-from toolchain.models.seanet import SEANetConfig, load_seanet
+from toolchain.models.compensators.seanet import SEANetConfig, load_seanet
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig, save_hlsim
 from toolchain.train.distil import CompensationObjective, CompLoss, load_distil_recipe, train_distilled
 from toolchain.train.recipe import RecipeError, TrainConfig
 
@@ -65,7 +65,7 @@ def test_training_through_the_shipped_simulator_lowers_the_loss():
     from tests.helpers import speech_clip
     from toolchain.audio.audiogram import Audiogram
     from toolchain.audio.levels import set_level
-    from toolchain.models.hlsim import load_hlsim
+    from toolchain.models.hearing.hlsim import load_hlsim
     from toolchain.train.loop import run_loop
     from toolchain.train.simulator import DEFAULT_SIMULATOR
 
@@ -140,7 +140,7 @@ def test_missing_simulator_checkpoint_is_a_clear_error(tmp_path):
 
 def test_objective_hears_the_clipped_output_and_penalises_overshoot(tiny_sim):
     """Above the limit the simulator hears the clipped signal; the penalty is a mean, so bounded."""
-    from toolchain.models.hlsim import load_hlsim
+    from toolchain.models.hearing.hlsim import load_hlsim
     from toolchain.train.losses import limit_penalty
 
     objective = CompensationObjective(load_hlsim(str(tiny_sim)), CompLoss(output_limit=0.5, limit=1.0))
@@ -169,7 +169,7 @@ def test_objective_hears_the_clipped_output_and_penalises_overshoot(tiny_sim):
 
 
 def test_target_noise_keeps_that_fraction_of_the_noise_in_the_target(tiny_sim):
-    from toolchain.models.hlsim import load_hlsim
+    from toolchain.models.hearing.hlsim import load_hlsim
 
     sim = load_hlsim(str(tiny_sim))
     rng = np.random.default_rng(1)
@@ -188,7 +188,7 @@ def test_target_noise_keeps_that_fraction_of_the_noise_in_the_target(tiny_sim):
 
 def test_stftnet_teacher_trains_and_teaches_the_seanet_student(tmp_path, tiny_sim):
     """[teacher] kind = "stftnet": the Neuro-MSBG-style teacher, output + simulator losses only."""
-    from toolchain.models.registry import load_compensator
+    from toolchain.models.compensators.registry import load_compensator
 
     text = {"[teacher]\nchannels = 8\nmax_channels = 16\naudiogram_hidden = 8\n":
             '[teacher]\nkind = "stftnet"\nchannels = 8\nblocks = 1\n',

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from toolchain.models.hlsim import HLSim, HLSimConfig
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig
 from toolchain.train.loop import DistEnv, init_distributed, run_loop, shard, wrap
 from toolchain.train.losses import SimLossConfig
 from toolchain.train.recipe import TrainConfig

@@ -8,7 +8,7 @@ import torch
 
 from toolchain.audio.audiogram import PRESETS
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.models.hl_filterbank import FilterbankHearingLoss
+from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss
 from toolchain.train.losses import LossConfig, compensation_loss, limit_penalty, spectral_shape_loss
 
 SR = 16000
@@ -125,7 +125,7 @@ def test_phase_losses_are_zero_for_identical_phase_and_wrap_invariant():
 
 
 def test_simulator_loss_terms_on_known_signals():
-    from toolchain.models.hlsim import HLSim, HLSimConfig
+    from toolchain.models.hearing.hlsim import HLSim, HLSimConfig
     from toolchain.train.losses import SimLossConfig, simulator_loss
 
     sim = HLSim(HLSimConfig(channels=8, blocks=1))

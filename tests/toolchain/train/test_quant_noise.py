@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from tests.helpers import MODERATE, randomised_seanet
-from toolchain.models.seanet import ResidualUnit, SEANet
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d
+from toolchain.models.compensators.seanet import ResidualUnit, SEANet
+from toolchain.models.compensators.streaming import CausalConv1d, CausalConvTranspose1d
 from toolchain.train.quant_noise import activation_noise, noise_snr_db, quant_noise_loss, quant_step
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.models.hl_filterbank import FilterbankHLConfig
-from toolchain.models.seanet import SEANetConfig
+from toolchain.models.compensators.seanet import SEANetConfig
+from toolchain.models.hearing.hl_filterbank import FilterbankHLConfig
 from toolchain.train.recipe import RECIPES_DIR, Recipe, RecipeError, load_recipe, recipe_path
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.models.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig, load_hlsim, save_hlsim
 from toolchain.train.recipe import RECIPES_DIR, RecipeError
 from toolchain.train.simulator import ASSETS, load_simulator_recipe
 

@@ -11,10 +11,21 @@ import pytest
 
 from tests.conftest import run_toolchain
 from toolchain import cli
-from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.verify.evaluate import (LABELS, SYSTEMS, EvaluateError, EvaluateOptions, _Scorer, _stats,
-                                       format_check, make_audio, parse_condition, reverb_rir, target_checks)
 from toolchain.audio.clarity import haspi_level1
+from toolchain.audio.levels import DEFAULT_CALIBRATION
+from toolchain.verify.evaluate import (
+    LABELS,
+    SYSTEMS,
+    EvaluateError,
+    EvaluateOptions,
+    _Scorer,
+    _stats,
+    format_check,
+    make_audio,
+    parse_condition,
+    reverb_rir,
+    target_checks,
+)
 
 
 def _one_line_exit_2(capsys, rc: int, *words: str) -> str:

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolchain.verify.metrics import (
-    FidelityAccumulator, channel_correlation, count_histogram, cross_trial_weights, feve, feve_per_channel, gap_closed,
-    kl_divergence, kl_w, snr_db,
+    FidelityAccumulator,
+    channel_correlation,
+    count_histogram,
+    cross_trial_weights,
+    feve,
+    feve_per_channel,
+    gap_closed,
+    kl_divergence,
+    kl_w,
+    snr_db,
 )
 
 

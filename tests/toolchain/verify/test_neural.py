@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.models.icnet import ICNet, ICNetConfig, PsiICNet, PsiICNetConfig
 from toolchain.verify import neural
+from toolchain.verify.midbrain.icnet import ICNet, ICNetConfig, PsiICNet, PsiICNetConfig
 from toolchain.verify.neural import CEILING, MidbrainModel, compare, psi_for_audiogram, select_device, simulate
 
 

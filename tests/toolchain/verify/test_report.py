@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.models.icnet import ICNet, ICNetConfig
-from toolchain.models.icnet_keras_import import export_legacy_h5, write_config_yaml
 from toolchain.verify import report as rp
+from toolchain.verify.midbrain.icnet import ICNet, ICNetConfig
+from toolchain.verify.midbrain.icnet_keras_import import export_legacy_h5, write_config_yaml
 from toolchain.verify.report import VerifyError, VerifyOptions, add_verify_arguments, run_verify, verify_main
 
 
@@ -281,7 +281,7 @@ def test_report_is_red_where_the_device_does_harm(tmp_path, fake_bundle, monkeyp
 
 
 def test_psi_icnet_checkpoint_round_trip_and_errors(tmp_path):
-    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, load_psi_icnet, save_psi_icnet
+    from toolchain.verify.midbrain.icnet import PsiICNet, PsiICNetConfig, load_psi_icnet, save_psi_icnet
 
     torch.manual_seed(0)
     m = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
@@ -304,7 +304,7 @@ def test_psi_icnet_checkpoint_round_trip_and_errors(tmp_path):
 def test_midbrain_section_end_to_end_with_psi_icnet_and_icnet(tmp_path, fake_bundle, monkeypatch):
     """A random ψ-ICNet checkpoint with explicit ψ (``--psi``) and a random ICNet: both comparisons run
     through the real models, each condition has finite FEVE / KL_W / correlation and a gap closed."""
-    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
+    from toolchain.verify.midbrain.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
 
     torch.manual_seed(0)
     wdir = _random_icnet_weights(tmp_path)
@@ -351,7 +351,7 @@ def test_midbrain_section_end_to_end_with_psi_icnet_and_icnet(tmp_path, fake_bun
 
 def test_impaired_comparison_without_psi_says_what_is_missing(tmp_path, fake_bundle, monkeypatch):
     """A ψ-ICNet checkpoint without an audiogram → ψ map and no --psi: "not run", naming what is missing."""
-    from toolchain.models.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
+    from toolchain.verify.midbrain.icnet import PsiICNet, PsiICNetConfig, save_psi_icnet
 
     torch.manual_seed(0)
     psi_ckpt = tmp_path / "psi.pt"
@@ -381,7 +381,7 @@ def test_impaired_comparison_without_psi_says_what_is_missing(tmp_path, fake_bun
 def test_psi_from_the_users_map_is_labelled_as_such():
     """With the audiogram → ψ map stored in a user's checkpoint, ψ comes from it (at the audiogram and at
     0 dB HL) and the report says where it came from; a map of the wrong shape is named as the reason."""
-    from toolchain.models.icnet import PsiICNet, PsiICNetConfig
+    from toolchain.verify.midbrain.icnet import PsiICNet, PsiICNetConfig
 
     net = PsiICNet(PsiICNetConfig(n_psi=3, fusion_channels=(70, 66, 64, 64)))
     w = np.zeros((3, 8))

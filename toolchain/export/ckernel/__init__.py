@@ -21,8 +21,18 @@ reference kernels on every LiteRT build; see csrc/README.md).
 
 from __future__ import annotations
 
-from toolchain.export.ckernel.format import (FORMAT_VERSION, MAGIC, TARGETS, BlobError, BlobModel, BlobOp, BlobTensor,
-                                             describe_blob, encode_blob, parse_blob)
+from toolchain.export.ckernel.format import (
+    FORMAT_VERSION,
+    MAGIC,
+    TARGETS,
+    BlobError,
+    BlobModel,
+    BlobOp,
+    BlobTensor,
+    describe_blob,
+    encode_blob,
+    parse_blob,
+)
 from toolchain.export.ckernel.header import blob_to_c_header
 from toolchain.export.ckernel.lowering import SUPPORTED_TFLITE_OPS, lower_graph
 from toolchain.export.ckernel.memory_plan import plan

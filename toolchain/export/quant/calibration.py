@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from toolchain.models.streaming import StreamingGraph
+from toolchain.models.compensators.streaming import StreamingGraph
 
 Sample = list[np.ndarray]  # [x (1, 1, block, 1), state_k (1, 1, frames, channels), ...]
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from runtime.backends.base import quantize
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, signature_tensors, tensor_details
-from toolchain.models.streaming import StreamingGraph
+from toolchain.models.compensators.streaming import StreamingGraph
 
 
 @dataclass(frozen=True)

@@ -59,8 +59,13 @@ from torch import Tensor, nn
 from toolchain.export.ckernel import TARGETS
 from toolchain.export.ckernel import numpy_ref as ref
 from toolchain.export.layer_map import LayerSite, builtin_interpreter, map_layers, tensor_details
-from toolchain.models.streaming import (CausalConv1d, CausalConvTranspose1d, StepInterpreter, StreamingGraph,
-                                        StreamingLeaf)
+from toolchain.models.compensators.streaming import (
+    CausalConv1d,
+    CausalConvTranspose1d,
+    StepInterpreter,
+    StreamingGraph,
+    StreamingLeaf,
+)
 
 
 class QATError(ValueError):

@@ -10,10 +10,10 @@ from runtime.backends.base import dequantize, quantize
 from runtime.backends.litert import LiteRTBackend
 from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
-from toolchain.export.quant.drift import layer_drift
 from toolchain.export.layer_map import LayerMapError, map_layers
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT, snr_db
-from toolchain.models.seanet import SEANetConfig, load_seanet
+from toolchain.export.quant.drift import layer_drift
+from toolchain.models.compensators.seanet import SEANetConfig, load_seanet
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from runtime.backends.litert import LiteRTBackend
 from runtime.harness.measure import stream
 from tests.helpers import randomised_seanet, speech_clip
 from toolchain.export import tflite
-from toolchain.export.quant.int16_graph import PCM16_SCALE, Int16GraphError, finalize_16x8
 from toolchain.export.pipeline import _count_int8_ops
-from toolchain.models.seanet import SEANetConfig
+from toolchain.export.quant.int16_graph import PCM16_SCALE, Int16GraphError, finalize_16x8
+from toolchain.models.compensators.seanet import SEANetConfig
 
 BLOCK = 16
 

@@ -10,8 +10,8 @@ from runtime.bundle import load_bundle
 from tests.helpers import speech_clip
 from toolchain.export.ckernel import numpy_ref
 from toolchain.export.pipeline import DEFAULT_CHECKPOINT
-from toolchain.models.seanet import load_seanet
 from toolchain.export.quant import qat
+from toolchain.models.compensators.seanet import load_seanet
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Load ICNet's released Keras weights (HDF5 + config.yaml) into :class:`toolchain.models.icnet.ICNet`.
+"""Load ICNet's released Keras weights (HDF5 + config.yaml) into :class:`toolchain.verify.midbrain.icnet.ICNet`.
 
 No TensorFlow: the file is read with h5py. Two layouts are understood:
 
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from runtime.atomic import atomic_write
-from toolchain.models.icnet import (
+from toolchain.verify.midbrain.icnet import (
     BOTTLENECK_CHANNELS,
     CONTEXT_SAMPLES,
     DECIMATION,

@@ -1,7 +1,7 @@
 """One way to load any compensator checkpoint: :func:`load_compensator` dispatches on its kind.
 
 A checkpoint is a ``torch.save`` dict. Its kind is the ``"kind"`` key when present; checkpoints
-without one (every :func:`~toolchain.models.seanet.save_seanet` file so far) are recognised by
+without one (every :func:`~toolchain.models.compensators.seanet.save_seanet` file so far) are recognised by
 each registered kind's ``detect``. A kind registers how to build the model from the payload and
 how to read its sample rate and the input lengths it accepts.
 
@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from toolchain.models.seanet import SEANetConfig, seanet_from_checkpoint
+from toolchain.models.compensators.seanet import SEANetConfig, seanet_from_checkpoint
 
 
 class CompensatorError(ValueError):
@@ -45,7 +45,7 @@ class CompensatorKind:
 
 _KINDS: dict[str, CompensatorKind] = {}
 # Modules that register a kind when imported (imported lazily: each pulls in torch).
-_BUILTIN_MODULES: tuple[str, ...] = ("toolchain.models.stftnet",)
+_BUILTIN_MODULES: tuple[str, ...] = ("toolchain.models.compensators.stftnet",)
 
 
 def register_compensator(kind: CompensatorKind) -> None:

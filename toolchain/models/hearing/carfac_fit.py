@@ -22,7 +22,7 @@ import torch
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.audio.levels import LevelCalibration
-from toolchain.models.carfac import Carfac, CarfacParams
+from toolchain.models.hearing.carfac import Carfac, CarfacParams
 
 # Mean NAP of the best channel that counts as "heard"; it puts the normal model's 1 kHz
 # threshold near 0 dB SPL under the default calibration (a design choice, not from a seed).

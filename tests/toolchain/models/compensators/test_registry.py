@@ -8,9 +8,14 @@ import torch
 
 from tests.conftest import REPO
 from tests.helpers import MODERATE, randomised_seanet
-from toolchain.models import registry
-from toolchain.models.registry import CompensatorError, CompensatorKind, load_compensator, register_compensator
-from toolchain.models.seanet import SEANetConfig, save_seanet
+from toolchain.models.compensators import registry
+from toolchain.models.compensators.registry import (
+    CompensatorError,
+    CompensatorKind,
+    load_compensator,
+    register_compensator,
+)
+from toolchain.models.compensators.seanet import SEANetConfig, save_seanet
 
 DEFAULT_CHECKPOINT = REPO / "toolchain" / "assets" / "seanet_default.pt"
 

@@ -10,7 +10,7 @@ import torch
 
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ, PRESETS, Audiogram
 from toolchain.audio.levels import DEFAULT_CALIBRATION
-from toolchain.models.hl_filterbank import (
+from toolchain.models.hearing.hl_filterbank import (
     ISO389_7_FREE_FIELD_DB_SPL,
     FilterbankHearingLoss,
     FilterbankHLConfig,

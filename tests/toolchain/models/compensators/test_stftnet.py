@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.models.registry import compensator_kinds, load_compensator
-from toolchain.models.stftnet import STFTNet, STFTNetConfig, save_stftnet
+from toolchain.models.compensators.registry import compensator_kinds, load_compensator
+from toolchain.models.compensators.stftnet import STFTNet, STFTNetConfig, save_stftnet
 
 SMALL = STFTNetConfig(channels=8, blocks=1)
 

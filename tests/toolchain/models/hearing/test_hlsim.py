@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.models.hlsim import HLSim, HLSimConfig, HLSimConfigError, load_hlsim, save_hlsim
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig, HLSimConfigError, load_hlsim, save_hlsim
 from toolchain.train.losses import SimLossConfig, simulator_loss
 
 
@@ -170,7 +170,7 @@ def test_axis_conv_equals_a_zero_padded_reference_convolution(axis):
     """The pad-free depthwise convolution against the plain zero-padded one, values and gradients."""
     import torch.nn.functional as F
 
-    from toolchain.models.hlsim import _AxisConv
+    from toolchain.models.hearing.hlsim import _AxisConv
 
     torch.manual_seed(0)
     conv = _AxisConv(6, 5, 2, axis)

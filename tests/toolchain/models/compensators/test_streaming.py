@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
+from toolchain.models.compensators.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
 
 
 def _stream(leaf, x, block):

@@ -15,11 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.models.icnet import (
-    FS_AUDIO, FS_MUA, ICNet, ICNetConfig, PsiICNet, PsiICNetConfig, time_transfer,
+from toolchain.verify.midbrain.icnet import (
+    FS_AUDIO,
+    FS_MUA,
+    ICNet,
+    ICNetConfig,
+    PsiICNet,
+    PsiICNetConfig,
+    time_transfer,
 )
-from toolchain.models.icnet_keras_import import (
-    ICNetImportError, export_legacy_h5, import_icnet, read_config_yaml, write_config_yaml,
+from toolchain.verify.midbrain.icnet_keras_import import (
+    ICNetImportError,
+    export_legacy_h5,
+    import_icnet,
+    read_config_yaml,
+    write_config_yaml,
 )
 
 # Seed 001 §DNN models, parameters per layer (kernel + bias + PReLU slopes):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from toolchain.audio.audiogram import PRESETS
-from toolchain.models.carfac import Carfac, SaiParams, sai
-from toolchain.models.carfac_fit import fit_audiogram, tone_thresholds
+from toolchain.models.hearing.carfac import Carfac, SaiParams, sai
+from toolchain.models.hearing.carfac_fit import fit_audiogram, tone_thresholds
 
 FIXTURE = Path(__file__).parent / "fixtures" / "carfac" / "reference_nap.npz"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.helpers import MODERATE, randomised_seanet
-from toolchain.models.seanet import SEANet, SEANetConfig, load_seanet, save_seanet
+from toolchain.models.compensators.seanet import SEANet, SEANetConfig, load_seanet, save_seanet
 
 
 def test_default_config_meets_the_budgets():

@@ -13,7 +13,7 @@ model), written to be batched and differentiable:
 
 Hearing loss: ``ohc_health`` (0..1 per channel) scales the OHC undamping as in the reference;
 ``ihc_gain`` (0..1 per channel) attenuates the BM drive of the inner hair cell, for losses the
-OHCs alone cannot produce (see :mod:`toolchain.models.carfac_fit`).
+OHCs alone cannot produce (see :mod:`toolchain.models.hearing.carfac_fit`).
 
 Coefficients are designed in float64 and cast to the input's dtype and device at each call, so
 a float64 input runs the whole model in float64 (the reference-vector test does that).

@@ -3,7 +3,7 @@
 Seed 003 trains its compensator with "the same architecture as Neuro-MSBG, but with a key
 modification in the magnitude path: the original masking-based magnitude encoder is replaced by
 a mapping strategy designed to enhance or restore lost information". So this is
-:class:`toolchain.models.hlsim.HLSim` (STFT magnitude + phase + audiogram channel + bin level,
+:class:`toolchain.models.hearing.hlsim.HLSim` (STFT magnitude + phase + audiogram channel + bin level,
 dual-path time/frequency blocks, parallel phase decoder) whose magnitude decoder outputs a gain
 instead of a bounded mask: the compressed output magnitude is ``|X|^c · g`` with
 ``log g = c · G · tanh(logit)`` (linear gain up to ``±max_gain_db``), identity at initialisation.
@@ -12,7 +12,7 @@ It is a teacher, not a deployable model: centred STFT frames and symmetric time 
 ahead (about ``n_fft`` samples plus the kernels' reach), which a hearing aid cannot afford. The
 causal SEANet student learns from it (:mod:`toolchain.train.distil`).
 
-Contract of :mod:`toolchain.models.registry`: ``forward(x (B, 1, n), audiogram (B, 8)) → (B, 1, n)``
+Contract of :mod:`toolchain.models.compensators.registry`: ``forward(x (B, 1, n), audiogram (B, 8)) → (B, 1, n)``
 and ``fit(thresholds)`` returns a copy with the audiogram baked in (``forward(x)`` only).
 """
 
@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from runtime.atomic import atomic_write
-from toolchain.models.hlsim import HLSim, HLSimConfig
-from toolchain.models.registry import CompensatorKind, register_compensator
+from toolchain.models.compensators.registry import CompensatorKind, register_compensator
+from toolchain.models.hearing.hlsim import HLSim, HLSimConfig
 
 KIND = "stftnet"
 

@@ -7,7 +7,7 @@ that animal's time input. ψ-ICNet keeps the encoder and replaces the per-animal
 shared decoder fed with a bottleneck individualised by a handful of hearing-loss parameters ψ.
 
 The verifier (``toolchain/verify``) runs both in fp32 on CUDA when present. The official ICNet
-weights are Keras HDF5; :mod:`toolchain.models.icnet_keras_import` loads them into
+weights are Keras HDF5; :mod:`toolchain.verify.midbrain.icnet_keras_import` loads them into
 :class:`ICNet` (no TensorFlow involved). Every architectural constant below cites the seed
 section that fixes it: "001 §DNN models", "001 §Training", "000 §Fig. 1" and so on.
 
@@ -182,7 +182,7 @@ class KerasCausalConv1d(nn.Module):
     """Conv1d with Keras ``padding="causal"`` semantics: ``kernel - 1`` zeros on the left.
 
     Whole-signal and stateless, as the released Keras model runs (not the streaming
-    :class:`toolchain.models.streaming.CausalConv1d` of the compensators). With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
+    :class:`toolchain.models.compensators.streaming.CausalConv1d` of the compensators). With stride ``s`` the output has ``ceil(L / s)`` frames and frame ``j`` depends on inputs
     ``s*j - (kernel - 1) .. s*j`` only (001 §DNN models: "used a causal kernel").
     """
 

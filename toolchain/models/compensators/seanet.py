@@ -29,7 +29,7 @@ from runtime.atomic import atomic_write
 from runtime.config import strict_from_dict
 from toolchain.audio.audiogram import AUDIOGRAM_FREQS_HZ
 from toolchain.fitting.prescription import nalr_fir
-from toolchain.models.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
+from toolchain.models.compensators.streaming import CausalConv1d, CausalConvTranspose1d, StreamingGraph
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ def load_seanet(path: str, map_location: str = "cpu") -> SEANet:
 
 
 def seanet_from_checkpoint(ckpt: dict[str, Any]) -> SEANet:
-    """The model in an already-loaded :func:`save_seanet` payload (toolchain.models.registry reads files once)."""
+    """The model in an already-loaded :func:`save_seanet` payload (toolchain.models.compensators.registry reads files once)."""
     model = SEANet(SEANetConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
