@@ -1,5 +1,7 @@
 """Bundles on the device side: read ``manifest.json``, check it and every file it lists.
 
+The contract is in docs/ARCHITECTURE.md ("Bundle contract"); this module is its only reader.
+
 A bundle is a directory written by ``toolchain export``::
 
     manifest.json       what the model is and how to run it, plus {file name: sha256}

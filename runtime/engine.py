@@ -1,4 +1,4 @@
-"""Engine: re-blocking FIFO + backend + output limiter + counters.
+"""Engine: re-blocking FIFO + backend + output limiter + counters (docs/ARCHITECTURE.md, "Streaming-state contract").
 
 The host hands over audio in whatever sizes its audio API delivers (1 to 4096 samples);
 the model steps on exactly ``block`` samples. :meth:`Engine.process` returns every output

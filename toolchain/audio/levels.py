@@ -1,4 +1,4 @@
-"""The one dB SPL calibration of the project.
+"""The one dB SPL calibration of the project (docs/ARCHITECTURE.md, "Level calibration").
 
 Digital audio is float32 in nominal [-1, 1]. A :class:`LevelCalibration` maps a digital level
 to a sound pressure level: by default a full-scale sine (peak 1.0, RMS 1/sqrt(2)) is 100 dB SPL.

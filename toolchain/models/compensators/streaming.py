@@ -1,5 +1,7 @@
 """Causal layers with explicit streaming state, and a step runner built from the model's own graph.
 
+The state contract every exporter and backend keeps is in docs/ARCHITECTURE.md ("Streaming-state contract").
+
 Every deployed model is defined once, as an ordinary torch module whose offline ``forward``
 is causal. Streaming layers (the leaves here) know two things more: how much past input they
 need (their state), and how to compute one block given that state. :class:`StreamingGraph`
