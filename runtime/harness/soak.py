@@ -1,32 +1,13 @@
 """Soak: stream a long, deterministic signal through one backend and check nothing drifts.
 
-A hearing aid runs for days. :func:`soak` streams ``seconds`` of audio (faster than real time)
-through :meth:`runtime.engine.Engine.stream`, the real-time form an audio callback uses, with
-host buffer sizes that vary as a sound card's do, and checks:
-
-* **memory**: the process's resident set (``VmRSS``) sampled after every segment; the growth
-  after a warm-up (lazy allocations, caches) must stay within a bound (1 MB per hour of audio
-  by default, see :data:`RSS_GROWTH_LIMIT_KB`);
-* **identical to offline**: the same signal through a second, fresh engine fed in 4096-sample
-  pieces (what :meth:`Engine.run` and ``toolchain run`` do) gives the same float32 bytes, after
-  the live path's fixed ``stream_delay``; both outputs are hashed in fixed windows (never held
-  in memory), so a mismatch is located to the window where it starts;
-* **counters**: samples in/out, blocks, non-finite inputs (the signal carries NaN/inf bursts
-  at known places), limiter activity (loud bursts), underruns and xruns agree with what was fed
-  and with the offline run;
-* **safety**: no output sample above the limit, no NaN, over the whole run. The engines run at
-  ``limit_fraction`` (default 0.6) of the bundle's output limit or of the graph's output reach
-  (:func:`output_reach`), whichever is lower: the int8 graphs' own output range ends below the
-  bundle's limit, so at the full limit the loud bursts would never reach the limiter, and its
-  long-run behaviour (gain recovery, the snap back to unity) would go untested.
-
-The signal is generated segment by segment from a seed (speech-like noise with a syllabic
-envelope, silences, loud bursts that drive the limiter, and non-finite samples), so an hour of
-audio costs no memory. ``python -m runtime.harness.soak BUNDLE --backend B --seconds S --json F`` runs one
-backend in its own process (the RSS figures are then the soak's alone); ``benchmarks/soak.py``
-runs every backend for an hour and plots the result.
-
-numpy + the chosen backend only: a board can soak itself.
+A hearing aid runs for days. :func:`soak` streams ``seconds`` of seeded audio (speech-like noise,
+silences, loud bursts that drive the limiter, NaN/inf bursts) through
+:meth:`runtime.engine.Engine.stream` with varying host buffer sizes, and checks memory growth
+(``VmRSS``, :data:`RSS_GROWTH_LIMIT_KB`), byte equality with a fresh offline engine (hashed in
+windows, so a mismatch is located), the counters, and that no sample exceeds the limit or is NaN.
+The engines run at ``limit_fraction`` of the limit so the bursts reach the limiter.
+``python -m runtime.harness.soak BUNDLE --backend B --seconds S --json F`` runs one backend in its
+own process; ``benchmarks/soak.py`` runs every backend for an hour and plots the result.
 """
 
 from __future__ import annotations

@@ -1,41 +1,12 @@
 """Quantisation-aware fine-tuning: a torch fake-quant twin of the converted int8 TFLite graph.
 
-:func:`build_fake_quant` turns a fitted float model plus its converted int8 ``.tflite`` into a
-torch model that computes what the int8 graph computes, with TFLite's full-integer scheme:
-
-* activations: per-tensor asymmetric, ``q = clamp(round(x / s) + z, -128, 127)``, with the
-  scale and zero point of the matching tensor *read from the .tflite* (so they are exactly the
-  converter's calibration), on the input, on every layer output, on every conv's
-  ``[state, block]`` history and on every add;
-* conv weights: per output channel symmetric in [-127, 127], ``s_c = max|w_c| / 127`` (for a
-  transposed conv, per channel of its equivalent conv, which is what the graph holds);
-* conv bias: int32 with scale ``s_in · s_c``;
-* PReLU alpha: the converter treats it as a constant weight, per tensor symmetric,
-  ``s = max|alpha| / 127``; LeakyReLU keeps its float slope (folded into a multiplier);
-* requantisation and ADD rescaling: TFLite's fixed-point arithmetic, not a float rounding.
-
-The last point matters. TFLite requantises an int32 accumulator with a 31-bit multiplier and
-*two* roundings (ruy on x86: ``(x·m + 2^30) >> 31`` then a rounding shift; gemmlowp's
-``SaturatingRoundingDoublingHighMul`` + ``RoundingDivideByPOT`` in PRELU), and ADD rescales
-each operand at 2^-20 before summing. A float ``round(acc · s_in·s_w / s_out)`` differs from that
-by one LSB on a few percent of the outputs of every layer, and 55 layers compound it to ±10 LSB
-at the output. So each op's *forward value* here is the integer result, computed with the
-kernels' own arithmetic (:mod:`toolchain.export.ckernel.numpy_ref`, the C kernel's ground truth, ported
-to torch int64) on integer codes recovered from the dequantised activations, while its
-*gradient* is the float fake-quant's (straight-through estimator, clipped outside the
-representable range): ``y = y_float + (y_int - y_float).detach()``. In float64 the codes and
-accumulators are recovered exactly and the twin equals LiteRT's builtin int8 kernels
-(``target``: the LiteRT build, as in :data:`toolchain.export.ckernel.TARGETS`); in float32
-(training) an accumulator may be off by a unit, which only matters for the value, never the
-gradient.
-
-Weight and alpha scales are recomputed from the current float weights on every forward, as the
-converter will when the fine-tuned weights are exported; :func:`build_fake_quant` checks that
-they equal the ones in the .tflite, so a converter that changes its scheme fails loudly here.
-
-:func:`qat_finetune` fine-tunes the float weights through the fake-quant model so that its
-output matches the *original* float model's output on speech (a distillation loss, normalised
-so it reads as an SNR), which is exactly the int8-vs-fp32 figure the manifest reports.
+:func:`build_fake_quant` turns a fitted float model and its int8 ``.tflite`` into a torch model
+whose forward values are the int8 graph's, bit for bit (TFLite's fixed-point requantisation, via
+the C kernel's numpy reference ported to int64), and whose gradients are the float fake-quant's
+(straight-through). :func:`qat_finetune` trains the float weights through it so that the int8
+output matches the original float model on speech: the int8-vs-fp32 figure the manifest reports.
+Why integer forward values: a float ``round(acc * s_in * s_w / s_out)`` is one LSB off on a few
+percent of each layer's outputs, which 55 layers compound to about 10 LSB.
 """
 
 from __future__ import annotations
@@ -396,8 +367,19 @@ def build_fake_quant(graph: StreamingGraph, int8_tflite: bytes, *, target: str |
     The twin shares its float parameters with ``graph.model``: training it fine-tunes that model.
     ``target`` names the LiteRT build whose integer rounding the forward values reproduce
     (:data:`toolchain.export.ckernel.TARGETS`; default: this host's). Raises :class:`QATError` if the graph is not
-    int8, or a weight or alpha scale in the .tflite is not the one the scheme in the module
-    docstring computes from the same float weights.
+    int8, or a weight or alpha scale in the .tflite is not the one the scheme below computes
+    from the same float weights (a converter that changed its scheme fails loudly here).
+
+    The scheme (TFLite full-integer): activations per-tensor asymmetric with the scale and zero
+    point read from the .tflite (input, every layer output, every conv's ``[state, block]``
+    history, every add); conv weights per output channel symmetric in [-127, 127]
+    (``s_c = max|w_c| / 127``; a transposed conv per channel of its equivalent conv); bias int32
+    at ``s_in * s_c``; PReLU alpha per-tensor symmetric, LeakyReLU a folded multiplier;
+    requantisation with a 31-bit multiplier and two roundings, ADD rescaled at 2^-20. Forward
+    value ``y = y_float + (y_int - y_float).detach()``: exact in float64 (equal to LiteRT's builtin
+    kernels), possibly one unit off in a float32 accumulator, which never touches the gradient.
+    Weight and alpha scales are recomputed from the current float weights on every forward, as
+    the converter will when the fine-tuned weights are exported.
     """
     target = host_target() if target is None else target
     if target not in TARGETS:
