@@ -38,6 +38,7 @@ from toolchain.audio.data import CorpusConfig, SyntheticCorpus
 from toolchain.audio.levels import DEFAULT_CALIBRATION
 from toolchain.models.compensators.seanet import SEANet, save_seanet
 from toolchain.models.hearing.hl_filterbank import FilterbankHearingLoss
+from toolchain.train.loop import pick_device, progress_bar
 from toolchain.train.losses import compensation_loss, silence_penalty
 from toolchain.train.quant_noise import quant_noise_loss
 from toolchain.train.recipe import AudiogramSampling, Recipe
@@ -151,30 +152,6 @@ def evaluate(model: SEANet, hl: FilterbankHearingLoss, recipe: Recipe, noisy: np
 
 
 # ---------------------------------------------------------------------------- training
-def pick_device(device: str | None) -> str:
-    if device is not None:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _progress_bar() -> Any:
-    # lazy: rich is needed only for the progress display
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(), transient=False,
-    )
-
-
 def train_compensator(
     recipe: Recipe,
     out_path: Path,
@@ -199,7 +176,7 @@ def train_compensator(
     steps = cfg.steps if max_steps is None else max(0, min(int(max_steps), cfg.steps))
     threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
-    bar = _progress_bar() if progress else None
+    bar = progress_bar() if progress else None
     try:
         if bar is not None:
             bar.start()
