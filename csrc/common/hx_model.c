@@ -64,20 +64,25 @@ static int hx_live(const hx_model *model) {
     return model != NULL && model->live == HX_MODEL_LIVE;
 }
 
+/* Tensor id's record in the blob's tensor table. */
+static const uint8_t *hx_tensor_record(const hx_model *m, uint32_t id) {
+    return m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE) + (size_t)id * HX_BLOB_TENSOR_BYTES;
+}
+
 static uint8_t *hx_tensor_ptr(const hx_model *m, uint32_t id) {
-    const uint8_t *r = m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE) + (size_t)id * HX_BLOB_TENSOR_BYTES;
+    const uint8_t *r = hx_tensor_record(m, id);
     uint8_t *base = hx_rd_u32(r + HXT_REGION) == HX_REGION_STATE ? m->state : m->scratch;
     return base + hx_rd_u32(r + HXT_OFFSET);
 }
 
 static void hx_tensor_dims(const hx_model *m, uint32_t id, uint32_t *frames, uint32_t *channels) {
-    const uint8_t *r = m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE) + (size_t)id * HX_BLOB_TENSOR_BYTES;
+    const uint8_t *r = hx_tensor_record(m, id);
     *frames = hx_rd_u32(r + HXT_FRAMES);
     *channels = hx_rd_u32(r + HXT_CHANNELS);
 }
 
 static hx_quant hx_tensor_quant(const hx_model *m, uint32_t id) {
-    const uint8_t *r = m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE) + (size_t)id * HX_BLOB_TENSOR_BYTES;
+    const uint8_t *r = hx_tensor_record(m, id);
     hx_quant q;
     const uint32_t bits = hx_rd_u32(r + HXT_SCALE);
     memcpy(&q.scale, &bits, sizeof(q.scale));
@@ -147,12 +152,6 @@ static hx_status hx_decode_op_s16(hx_model *m, const int32_t *w, hx_op *op, cons
         p->mode = (uint32_t)w[HXO_P0 + 12];
         break;
     }
-    case HX_OP_CONCAT:
-        break;
-    case HX_OP_COPY:
-        op->p.copy.offset = (uint32_t)w[HXO_P0];
-        op->p.copy.bytes = (uint32_t)w[HXO_P0 + 1];
-        break;
     default:
         return HX_E_UNSUPPORTED;
     }
@@ -178,6 +177,17 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_
     }
     op->out = (int8_t *)hx_tensor_ptr(m, (uint32_t)w[HXO_OUT]);
     data = m->blob + (uint32_t)w[HXO_DATA_OFFSET];
+    /* Concatenation and copies carry no parameters of their sample type (offsets are in bytes). */
+    switch (op->type) {
+    case HX_OP_CONCAT:
+        return HX_OK;
+    case HX_OP_COPY:
+        op->p.copy.offset = (uint32_t)w[HXO_P0];
+        op->p.copy.bytes = (uint32_t)w[HXO_P0 + 1];
+        return HX_OK;
+    default:
+        break;
+    }
     if (elem == 2u) {
         return hx_decode_op_s16(m, w, op, data, params);
     }
@@ -264,12 +274,6 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_
         }
         break;
     }
-    case HX_OP_CONCAT:
-        break;
-    case HX_OP_COPY:
-        op->p.copy.offset = (uint32_t)w[HXO_P0];
-        op->p.copy.bytes = (uint32_t)w[HXO_P0 + 1];
-        break;
     default:
         return HX_E_UNSUPPORTED;
     }
@@ -277,14 +281,13 @@ static hx_status hx_decode_op(hx_model *m, const uint8_t *rec, hx_op *op, uint8_
 }
 
 static void hx_reset_state(hx_model *m) {
-    const uint8_t *table = m->blob + hx_rd_u32(m->blob + HXB_TENSOR_TABLE);
     uint32_t i;
     memset(m->state, 0, m->state_bytes);
     if (m->act_bits == (uint32_t)HX_ACT_S16) {
         return; /* int16 tensors have zero point 0: all-zero bytes are silence */
     }
     for (i = 0; i < m->n_tensors; ++i) {
-        const uint8_t *r = table + (size_t)i * HX_BLOB_TENSOR_BYTES;
+        const uint8_t *r = hx_tensor_record(m, i);
         if (hx_rd_u32(r + HXT_REGION) == HX_REGION_STATE) {
             const size_t bytes = (size_t)hx_rd_u32(r + HXT_FRAMES) * hx_rd_u32(r + HXT_CHANNELS);
             const int32_t zp = hx_rd_i32(r + HXT_ZERO_POINT);
