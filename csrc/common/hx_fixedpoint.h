@@ -121,4 +121,13 @@ HX_INLINE int32_t hx_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* 16x8 convolutions: products (int16 x int8) are at most 2^22 in magnitude, so a run of this many
+ * sums exactly in int32 (256 * 2^22 = 2^30) before it is carried into the int64 accumulator. */
+#define HX_S16_RUN 256u
+
+/* A 16x8 convolution's int64 accumulator, requantised and clamped to the activation range. */
+HX_INLINE int16_t hx_conv16_out(int64_t acc, int32_t rm, int32_t s, int32_t lo, int32_t hi) {
+    return (int16_t)hx_clamp(hx_requant64(acc, rm, s), lo, hi);
+}
+
 #endif /* HX_FIXEDPOINT_H */

@@ -10,13 +10,6 @@
 #include "hx/hx.h"
 #include "hx_fixedpoint.h"
 
-/* Products per int32 partial sum: 256 * 2^22 = 2^30. */
-#define HX_S16_RUN 256u
-
-HX_INLINE int16_t hx_conv16_out(int64_t acc, int32_t rm, int32_t s, int32_t lo, int32_t hi) {
-    return (int16_t)hx_clamp(hx_requant64(acc, rm, s), lo, hi);
-}
-
 void hx_conv_s16(const hx_conv_s16_params *p, const int16_t *in, const int8_t *weights, const int64_t *bias,
                  const int32_t *reduced, const int32_t *shift, int16_t *out) {
     const uint32_t c_in = p->in_channels, c_out = p->out_channels, k = p->kernel, dil = p->dilation;

@@ -9,9 +9,7 @@
 #include "hx/hx.h"
 #include "hx_neon.h"
 
-/* Elements per int32 run (a multiple of 8). */
-#define HX_S16_RUN 256u
-
+/* HX_S16_RUN (hx_fixedpoint.h) is a multiple of 8: whole vector steps per run. */
 /* Dot product of n int16 x int8 elements (n <= HX_S16_RUN), vector part into the lanes of acc. */
 static inline int32x4_t hx_dot16(int32x4_t acc, const int16_t *x, const int8_t *w, uint32_t n, int32_t *tail) {
     uint32_t j = 0;
@@ -27,10 +25,6 @@ static inline int32x4_t hx_dot16(int32x4_t acc, const int16_t *x, const int8_t *
     }
     *tail += s;
     return acc;
-}
-
-HX_INLINE int16_t hx_conv16_out(int64_t acc, int32_t rm, int32_t s, int32_t lo, int32_t hi) {
-    return (int16_t)hx_clamp(hx_requant64(acc, rm, s), lo, hi);
 }
 
 void hx_conv_s16(const hx_conv_s16_params *p, const int16_t *in, const int8_t *weights, const int64_t *bias,
