@@ -60,73 +60,63 @@ def _corpus(split: str, n: int) -> np.ndarray:
     return noisy.reshape(-1).astype(np.float32)
 
 
-def int8_model(block: int, cache: Path) -> bytes:
-    """The int8 step graph for ``block`` (cached by source hash: conversion takes ~30 s)."""
-    import inspect
-
-    h = hashlib.sha256()
-    for rel in ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py", "toolchain/export/tflite.py"):
-        h.update((REPO / rel).read_bytes())
-    for fn in (_graph, _corpus):
-        h.update(inspect.getsource(fn).encode())
-    h.update(f"calib-every-{max(1, 128 // block)}".encode())
-    path = cache / f"seanet-b{block}-{h.hexdigest()[:16]}.tflite"
-    if path.is_file():
-        return path.read_bytes()
+def _calibration_reps(graph, block: int) -> list[list[np.ndarray]]:
+    """Every (128 // block)-th streamed block of two calibration clips, with the state it met."""
     import torch
 
-    from toolchain.export.tflite import build_keras_step, convert
-
-    g = _graph()
     x = _corpus("calib", 2)
-    reps, states = [], g.init_state()
+    reps, states = [], graph.init_state()
     with torch.no_grad():
         for i in range(0, x.size - block + 1, block):
             xb = torch.from_numpy(x[i:i + block]).reshape(1, 1, block)
             if (i // block) % max(1, 128 // block) == 0:
                 reps.append([xb.numpy().reshape(1, 1, block, 1),
                              *[s.permute(0, 2, 1).numpy()[:, None].astype(np.float32) for s in states]])
-            _, states = g.step(xb, states)
-    tfl = convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps)).int8
+            _, states = graph.step(xb, states)
+    return reps
+
+
+def _cached_model(stem: str, block: int, cache: Path, graph_fn, sources: tuple[str, ...], build) -> bytes:
+    """``build(graph, reps)``'s .tflite, cached under ``stem`` by a hash of ``sources``, ``graph_fn``
+    and the corpus (conversion takes ~30 s)."""
+    import inspect
+
+    h = hashlib.sha256()
+    for rel in sources:
+        h.update((REPO / rel).read_bytes())
+    for fn in (graph_fn, _corpus):
+        h.update(inspect.getsource(fn).encode())
+    h.update(f"calib-every-{max(1, 128 // block)}".encode())
+    path = cache / f"{stem}-b{block}-{h.hexdigest()[:16]}.tflite"
+    if path.is_file():
+        return path.read_bytes()
+    g = graph_fn()
+    tfl = build(g, _calibration_reps(g, block))
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(tfl)
     return tfl
+
+
+_MODEL_SOURCES = ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py",
+                  "toolchain/export/tflite.py")
+
+
+def int8_model(block: int, cache: Path) -> bytes:
+    """The int8 step graph for ``block`` (cached by source hash)."""
+    from toolchain.export.tflite import build_keras_step, convert
+
+    return _cached_model("seanet", block, cache, _graph, _MODEL_SOURCES,
+                         lambda g, reps: convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps)).int8)
 
 
 def int16x8_model(block: int, cache: Path) -> bytes:
     """The finalized 16x8 step graph of the prescription-config SEANet for ``block`` (cached by source hash)."""
-    import inspect
-
-    h = hashlib.sha256()
-    for rel in ("toolchain/models/compensators/seanet.py", "toolchain/models/compensators/streaming.py", "toolchain/export/tflite.py",
-                "toolchain/export/quant/int16_graph.py"):
-        h.update((REPO / rel).read_bytes())
-    for fn in (_graph16, _corpus):
-        h.update(inspect.getsource(fn).encode())
-    h.update(f"calib-every-{max(1, 128 // block)}".encode())
-    path = cache / f"seanet16x8-b{block}-{h.hexdigest()[:16]}.tflite"
-    if path.is_file():
-        return path.read_bytes()
-    import torch
-
     from toolchain.export.quant.int16_graph import finalize_16x8
     from toolchain.export.tflite import build_keras_step, convert
 
-    g = _graph16()
-    x = _corpus("calib", 2)
-    reps, states = [], g.init_state()
-    with torch.no_grad():
-        for i in range(0, x.size - block + 1, block):
-            xb = torch.from_numpy(x[i:i + block]).reshape(1, 1, block)
-            if (i // block) % max(1, 128 // block) == 0:
-                reps.append([xb.numpy().reshape(1, 1, block, 1),
-                             *[s.permute(0, 2, 1).numpy()[:, None].astype(np.float32) for s in states]])
-            _, states = g.step(xb, states)
-    tfl = finalize_16x8(convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps), int16x8=True,
-                                fp32=False).int8)
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tfl)
-    return tfl
+    return _cached_model("seanet16x8", block, cache, _graph16, _MODEL_SOURCES + ("toolchain/export/quant/int16_graph.py",),
+                         lambda g, reps: finalize_16x8(convert(build_keras_step(g, block), len(g.slots), lambda: iter(reps),
+                                                               int16x8=True, fp32=False).int8))
 
 
 def _graph16():
