@@ -6,12 +6,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from runtime.atomic import atomic_write
 from runtime.config import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,13 +97,10 @@ def _states_nhwc(states) -> list[np.ndarray]:
     return [s.permute(0, 2, 1).numpy()[:, None].astype(np.float32) for s in states]
 
 
-def build_test_tflite() -> bytes:
-    """Random-weight SEANet, calibrated on the corpus 'calib' split through its own streaming graph."""
+def _calibration_reps(g) -> list[list[np.ndarray]]:
+    """Every 8th block of the corpus 'calib' split streamed through ``g``, with the state it met."""
     import torch
 
-    from toolchain.export.tflite import build_keras_step, convert
-
-    g = _random_seanet()
     x = _corpus("calib", 2)
     reps = []
     states = g.init_state()
@@ -113,6 +110,26 @@ def build_test_tflite() -> bytes:
             if (i // BLOCK) % 8 == 0:
                 reps.append([xb.numpy().reshape(1, 1, BLOCK, 1), *_states_nhwc(states)])
             _, states = g.step(xb, states)
+    return reps
+
+
+def _cached_tflite(path: Path, build) -> bytes:
+    """``path``'s bytes, or ``build()``'s written there atomically (always rebuilt with HX_TEST_REBUILD)."""
+    if path.is_file() and not os.environ.get("HX_TEST_REBUILD"):
+        return path.read_bytes()
+    tfl = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        fh.write(tfl)
+    return tfl
+
+
+def build_test_tflite() -> bytes:
+    """Random-weight SEANet, calibrated on the corpus 'calib' split through its own streaming graph."""
+    from toolchain.export.tflite import build_keras_step, convert
+
+    g = _random_seanet()
+    reps = _calibration_reps(g)
     km = build_keras_step(g, BLOCK)
     return convert(km, len(g.slots), lambda: iter(reps)).int8
 
@@ -125,16 +142,7 @@ def load_test_model() -> SeanetCase:
     root = cache_dir("test-models")
     calib = _corpus("calib", 2)
     key = hashlib.sha256((_sources_digest() + hashlib.sha256(calib.tobytes()).hexdigest()).encode()).hexdigest()[:20]
-    path = root / f"seanet-int8-{key}.tflite"
-    if path.is_file() and not os.environ.get("HX_TEST_REBUILD"):
-        tfl = path.read_bytes()
-    else:
-        tfl = build_test_tflite()
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(tfl)
-        os.replace(tmp, path)
+    tfl = _cached_tflite(root / f"seanet-int8-{key}.tflite", build_test_tflite)
     blob = tflite_to_blob(tfl)
     from runtime.backends.litert import LiteRTBackend
 
@@ -160,22 +168,12 @@ def build_test_tflite16() -> bytes:
     """Random-weight prescription-config SEANet as the device runs it: LiteRT's 16x8 conversion, calibrated
     on the corpus 'calib' split through its own streaming graph, then finalize_16x8 (no QUANTIZE op,
     input scale 1/32768)."""
-    import torch
-
     from tests.helpers import randomised_seanet
     from toolchain.export.quant.int16_graph import finalize_16x8
     from toolchain.export.tflite import build_keras_step, convert
 
     g = randomised_seanet(SEED, _seanet16_config()).fit(AUDIOGRAM).streaming()
-    x = _corpus("calib", 2)
-    reps = []
-    states = g.init_state()
-    with torch.no_grad():
-        for i in range(0, x.size - BLOCK + 1, BLOCK):
-            xb = torch.from_numpy(x[i:i + BLOCK]).reshape(1, 1, BLOCK)
-            if (i // BLOCK) % 8 == 0:
-                reps.append([xb.numpy().reshape(1, 1, BLOCK, 1), *_states_nhwc(states)])
-            _, states = g.step(xb, states)
+    reps = _calibration_reps(g)
     km = build_keras_step(g, BLOCK)
     return finalize_16x8(convert(km, len(g.slots), lambda: iter(reps), int16x8=True, fp32=False).int8)
 
@@ -197,16 +195,7 @@ def load_test_model16() -> SeanetCase:
     for fn in (_seanet16_config, build_test_tflite16):
         h.update(inspect.getsource(fn).encode())
     h.update(hashlib.sha256(_corpus("calib", 2).tobytes()).digest())
-    path = root / f"seanet-16x8-{h.hexdigest()[:20]}.tflite"
-    if path.is_file() and not os.environ.get("HX_TEST_REBUILD"):
-        tfl = path.read_bytes()
-    else:
-        tfl = build_test_tflite16()
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(tfl)
-        os.replace(tmp, path)
+    tfl = _cached_tflite(root / f"seanet-16x8-{h.hexdigest()[:20]}.tflite", build_test_tflite16)
     lit = LiteRTBackend(tfl, reference_kernels=True)
     qi, qo = lit.input_quant, lit.output_quant
     speech = _corpus("test", 6)
