@@ -54,6 +54,16 @@ def process_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
+@pytest.fixture
+def one_thread():
+    """Single-threaded torch for the test: block-sized ops (and CARFAC's thousands of tiny backward
+    ops) on a loaded 2-core machine are orders of magnitude slower with a second intra-op thread."""
+    from toolchain.export.process_cache import torch_threads  # lazy: pulls torch
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def default_bundle(tmp_path_factory) -> Path:
     """The shipped default compensator exported for rpi4 through the real CLI (moderate-sloping)."""

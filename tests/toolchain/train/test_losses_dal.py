@@ -14,13 +14,8 @@ from toolchain.train.losses_dal import CochlearEars, DalLossConfig, DalObjective
 FS = 16000.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # CARFAC's backward is thousands of tiny ops: a second intra-op thread on shared cores is 20x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# CARFAC's backward is thousands of tiny ops: a second intra-op thread on shared cores is 20x slower
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,6 @@ from toolchain.export.quant import qat
 from toolchain.models.compensators.seanet import load_seanet
 
 
-@pytest.fixture
-def one_thread():
-    """Single-threaded torch: block-sized ops on a loaded 2-core machine are 1000x slower with 2 threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bundle_case(default_bundle):
     b = load_bundle(default_bundle)
