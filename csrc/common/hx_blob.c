@@ -68,6 +68,19 @@ static int hx_shift_ok(int32_t s) {
     return s >= -31 && s <= 30;
 }
 
+/* ADD's three (multiplier, shift) pairs at parameter words 4..9, both sample types: non-negative
+ * multipliers, right shifts only (TFLite's ADD rescales down to each operand's and the output's scale). */
+static int hx_add_rescales_ok(const int32_t *w) {
+    int k;
+    for (k = 0; k < 3; ++k) {
+        const int32_t m = w[HXO_P0 + 4 + 2 * k], s = w[HXO_P0 + 5 + 2 * k];
+        if (m < 0 || s < -31 || s > 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Read tensor record i (i < n_tensors, already range-checked table). */
 static hx_status hx_read_tensor(const uint8_t *blob, uint32_t table, uint32_t i, uint64_t state_bytes,
                                 uint64_t scratch_bytes, hx_tinfo *t) {
@@ -202,11 +215,8 @@ static hx_status hx_check_op_s16(const uint8_t *blob, const int32_t *w, uint32_t
         if (w[HXO_P0 + 3] < 0 || w[HXO_P0 + 3] > 15) {
             return HX_E_UNSUPPORTED;
         }
-        for (i = 0; i < 3u; ++i) {
-            const int32_t m = w[HXO_P0 + 4 + 2 * (int)i], s = w[HXO_P0 + 5 + 2 * (int)i];
-            if (m < 0 || s < -31 || s > 0) {
-                return HX_E_UNSUPPORTED;
-            }
+        if (!hx_add_rescales_ok(w)) {
+            return HX_E_UNSUPPORTED;
         }
         if (!hx_act16_ok(w[HXO_P0 + 10], w[HXO_P0 + 11])) {
             return HX_E_MALFORMED;
@@ -394,11 +404,8 @@ static hx_status hx_check_op(const uint8_t *blob, const uint8_t *rec, uint32_t n
         if (w[HXO_P0 + 3] < 0 || w[HXO_P0 + 3] > 22) {
             return HX_E_UNSUPPORTED;
         }
-        for (i = 0; i < 3u; ++i) {
-            const int32_t m = w[HXO_P0 + 4 + 2 * (int)i], s = w[HXO_P0 + 5 + 2 * (int)i];
-            if (m < 0 || s < -31 || s > 0) {
-                return HX_E_UNSUPPORTED;
-            }
+        if (!hx_add_rescales_ok(w)) {
+            return HX_E_UNSUPPORTED;
         }
         if (w[HXO_P0 + 10] < -128 || w[HXO_P0 + 11] > 127 || w[HXO_P0 + 10] > w[HXO_P0 + 11]) {
             return HX_E_MALFORMED;
