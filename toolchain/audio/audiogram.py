@@ -120,6 +120,8 @@ def _check_frequencies(freqs: Any) -> list[float]:
             f"frequencies_hz {_fmt_list(freqs)} are not all numbers; expected [{_FREQS_TEXT}]"
         )
     fl = [float(f) for f in freqs]
+    if not fl:
+        raise AudiogramError(f"frequencies_hz is empty; expected [{_FREQS_TEXT}]")
     if any(b <= a for a, b in zip(fl, fl[1:])):
         raise AudiogramError(
             f"frequencies_hz {_fmt_list(freqs)} are not strictly increasing; "

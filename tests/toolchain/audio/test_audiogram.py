@@ -304,3 +304,14 @@ def test_unknown_json_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AudiogramError) as exc:
         Audiogram.from_file(p)
     assert "unknown key 'thresholds_db_HL'" in _one_line(exc)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("header_only.csv", "frequency_hz,threshold_db_hl\n"),
+    ("empty_lists.json", '{"frequencies_hz": [], "thresholds_db_hl": []}'),
+])
+def test_an_audiogram_without_frequencies_is_one_clear_error(tmp_path: Path, name: str, text: str) -> None:
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(AudiogramError, match=rf"{name}: frequencies_hz is empty; expected \[250, 500"):
+        Audiogram.from_file(p)
